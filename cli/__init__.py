@@ -1,0 +1,1 @@
+"""The `cledecide` command line: thin Typer commands over the library."""

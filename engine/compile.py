@@ -1,0 +1,218 @@
+"""Compile stage, and the only module that imports durable_rules.
+
+durable_rules' last release was in 2020; keeping it behind this one module means a swap
+to another engine touches one file. Here a checked RuleSet becomes a durable_rules
+ruleset (plain JSON definitions generated from the YAML), registered once per process,
+and ``CompiledRules.run`` evaluates one patient in its own session.
+
+Traps handled (see durable-rules-notes.md): two conditions on one fact go in one
+``$and`` (two entries would be a join); derived facts are asserted once, and only when a
+rule consumes them (else MessageNotHandled / MessageObserved); actions are pure, catch
+their own exceptions, and never touch the durable state; a catch-all rule fires last for
+every patient so that delete_state never meets an untouched session; the host runs no
+timer threads; numbers are cast before asserting; error 303 becomes a clear error.
+"""
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from durable import engine as durable_engine
+
+from . import conditions as C
+from .errors import EvaluationError
+from .facts import UNKNOWN
+from .ruleset import Rule, RuleSet, considered_fact
+
+PATIENT, DERIVED = "p", "d"
+
+
+class _QuietHost(durable_engine.Host):
+    """A durable_rules host without its timer threads: actions run on the caller's
+    thread only, so a trace is always complete when assert_fact returns."""
+
+    def _run(self) -> None:  # noqa: D401 - overrides the timer loop
+        return None
+
+
+_host = _QuietHost()
+_compiled: dict[str, "CompiledRules"] = {}
+_lock = threading.Lock()
+_sids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Firing:
+    """One rule that fired, with the branch of its condition that matched."""
+
+    rule: str
+    branch: int
+
+
+@dataclass
+class _Session:
+    firings: list[Firing] = field(default_factory=list)
+    fired: set[str] = field(default_factory=set)
+    derived: list[str] = field(default_factory=list)
+    asserted: set[str] = field(default_factory=set)
+    error: str | None = None
+
+
+def _number(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else round(float(value), 6)
+
+
+def _leaf(leaf: C.Leaf, kind: str) -> dict[str, Any]:
+    f = leaf.fact
+    if leaf.op == "eq":
+        return {f: leaf.value}
+    if leaf.op == "in":
+        return {"$or": [{f: v} for v in leaf.value]}
+    if leaf.op in ("ge", "gt", "le", "lt"):
+        op = {"ge": "$gte", "gt": "$gt", "le": "$lte", "lt": "$lt"}[leaf.op]
+        return {op: {f: _number(leaf.value)}}
+    if leaf.op == "known":
+        if kind == "number":
+            return {"$ex": {f: 1}}
+        return {"$and": [{"$ex": {f: 1}}, {"$neq": {f: UNKNOWN}}]}
+    if leaf.op == "unknown":
+        if kind == "number":
+            return {"$nex": {f: 1}}
+        return {"$or": [{"$nex": {f: 1}}, {f: UNKNOWN}]}
+    raise ValueError(f"cannot compile leaf {leaf!r}")
+
+
+class CompiledRules:
+    """A RuleSet registered with durable_rules, ready to evaluate patients."""
+
+    def __init__(self, ruleset: RuleSet) -> None:
+        self.ruleset = ruleset
+        self.name = f"cledecide-{ruleset.sha256[:20]}"
+        self.branches: dict[str, list[C.Branch]] = {}
+        consumed: set[str] = set()
+        patient_facts: set[str] = set()
+        for rule in ruleset.rules:
+            self.branches[rule.id] = C.branches(rule.normal)
+            for b in self.branches[rule.id]:
+                consumed.update(b.derived)
+                for node in b.patient:
+                    patient_facts.update(node.facts())
+        self.consumed = frozenset(consumed)
+        self.patient_fact_names = frozenset(patient_facts)
+        self._sessions: dict[str, _Session] = {}
+        self._run_lock = threading.Lock()
+        definition = self._definition()
+        _host.register_rulesets({self.name: definition})
+        self._durable = _host.get_ruleset(self.name)
+
+    # ---------------------------------------------------------------- definitions
+
+    def _expr(self, node: C.Node) -> dict[str, Any]:
+        if isinstance(node, C.Leaf):
+            return _leaf(node, self.ruleset.facts[node.fact].kind)
+        if isinstance(node, C.All):
+            if not node.items:
+                return {"t": PATIENT}
+            return {"$and": [self._expr(i) for i in node.items]}
+        if isinstance(node, C.Any_):
+            if not node.items:
+                return {"t": "never"}
+            return {"$or": [self._expr(i) for i in node.items]}
+        raise TypeError(f"not in normal form: {node!r}")
+
+    def _definition(self) -> dict[str, Any]:
+        order = sorted(self.ruleset.rules,
+                       key=lambda r: (r.spec.then.kind != "derive", -r.spec.priority, r.id))
+        out: dict[str, Any] = {}
+        pri = 0
+        for rule in order:
+            for index, branch in enumerate(self.branches[rule.id]):
+                pri += 1
+                elements: list[dict[str, Any]] = []
+                tests = [self._expr(n) for n in branch.patient]
+                if tests or not branch.derived:
+                    elements.append({"p": {"$and": [{"t": PATIENT}] + tests}})
+                for k, name in enumerate(branch.derived):
+                    elements.append({f"d{k}": {"$and": [{"t": DERIVED}, {"n": name}]}})
+                out[f"r{pri}"] = {"all": elements, "pri": pri,
+                                  "run": self._action(rule, index)}
+        # Fires last for every patient: no session is ever left without an action.
+        out["r_done"] = {"all": [{"p": {"t": PATIENT}}], "pri": pri + 1,
+                         "run": self._action(None, 0)}
+        return out
+
+    def _action(self, rule: Rule | None, branch: int):
+        rule_id = rule.id if rule else None
+        then = rule.spec.then if rule else None
+        emits: list[str] = []
+        if then is not None and then.derive:
+            emits.append(then.derive)
+        if then is not None and then.recommend and then.recommend.drug:
+            emits.append(considered_fact(then.recommend.drug))
+        sessions = self._sessions
+        consumed = self.consumed
+
+        def action(c: Any) -> None:  # exactly one parameter: two would make it async
+            session = sessions.get(c.s.sid)
+            if session is None or rule_id is None:
+                return
+            try:
+                if rule_id in session.fired:
+                    return  # another branch of the same rule already fired
+                session.fired.add(rule_id)
+                session.firings.append(Firing(rule_id, branch))
+                for name in emits:
+                    if name in session.asserted:
+                        continue
+                    session.asserted.add(name)
+                    session.derived.append(name)
+                    if name in consumed:
+                        c.assert_fact({"t": DERIVED, "n": name})
+            except BaseException as exc:  # noqa: BLE001 - reported after the run
+                session.error = f"{rule_id}: {type(exc).__name__}: {exc}"
+
+        return action
+
+    # ---------------------------------------------------------------------- run
+
+    def run(self, facts: dict[str, Any]) -> tuple[list[Firing], list[str]]:
+        """Fire the rules for one patient in an isolated session, then delete it."""
+        fact = {"t": PATIENT}
+        for name in sorted(self.patient_fact_names):
+            if name in facts and facts[name] is not None:
+                value = facts[name]
+                fact[name] = _number(value) if isinstance(value, (int, float)) else value
+        with self._run_lock:
+            sid = str(next(_sids))
+            fact["sid"] = sid
+            session = _Session()
+            self._sessions[sid] = session
+            try:
+                _host.assert_fact(self.name, fact)  # runs the actions on this thread
+            except Exception as exc:  # durable_rules' own errors
+                # No delete_state here: on a session where no action ran it can crash
+                # the process; a failed assert leaves at most one small session behind.
+                self._sessions.pop(sid, None)
+                text = str(getattr(exc, "message", exc))
+                if "303" in text:
+                    text = ("more than 64 rules match one patient fact at once "
+                            "(durable_rules limit, error 303)")
+                raise EvaluationError(f"rule engine failed: {text}") from None
+            self._sessions.pop(sid, None)
+            self._durable.delete_state(sid)
+        if session.error:
+            raise EvaluationError(f"rule action failed: {session.error}")
+        return session.firings, session.derived
+
+
+def compile_rules(ruleset: RuleSet) -> CompiledRules:
+    """Compile once per process per rule-set content (durable_rules cannot replace a
+    ruleset under the same name, so the name carries the content hash)."""
+    with _lock:
+        compiled = _compiled.get(ruleset.sha256)
+        if compiled is None:
+            compiled = CompiledRules(ruleset)
+            _compiled[ruleset.sha256] = compiled
+        return compiled

@@ -1,0 +1,60 @@
+"""Evaluate stage: one patient, in isolation, through the compiled rules.
+
+Returns what fired, on which facts, and (for the explanation) what did not: the unmet
+parts of every rule that stayed silent, so later stages never re-derive anything.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import conditions as C
+from .compile import CompiledRules
+from .facts import patient_facts
+from .models import Patient
+from .ruleset import Rule
+
+
+@dataclass(frozen=True)
+class Fired:
+    """A rule that fired and the facts its matching branch looked at."""
+
+    rule: Rule
+    matched: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    patient: Patient
+    facts: dict[str, Any]
+    fired: tuple[Fired, ...]
+    derived: frozenset[str]
+    silent: dict[str, list[str]]  # rule id -> unmet conditions
+
+    def fired_ids(self) -> set[str]:
+        return {f.rule.id for f in self.fired}
+
+
+def _matched(branch: C.Branch, facts: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for node in branch.patient:
+        for name in node.facts():
+            out[name] = facts.get(name, "unknown")
+    for name in branch.derived:
+        out[name] = True
+    return dict(sorted(out.items()))
+
+
+def evaluate(patient: Patient, compiled: CompiledRules) -> Evaluation:
+    """Run the rules for one patient; the durable_rules session is gone afterwards."""
+    ruleset = compiled.ruleset
+    facts = patient_facts(patient, ruleset.drug_classes, ruleset.teratogens)
+    firings, derived = compiled.run(facts)
+    by_id = ruleset.by_id
+    fired = tuple(Fired(by_id[f.rule], _matched(compiled.branches[f.rule][f.branch], facts))
+                  for f in firings)
+    derived_set = frozenset(derived)
+    fired_ids = {f.rule for f in firings}
+    silent = {r.id: C.unmet(r.condition, facts, derived_set)
+              for r in ruleset.rules if r.id not in fired_ids and r.spec.then.recommend}
+    return Evaluation(patient, facts, fired, derived_set, silent)

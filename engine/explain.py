@@ -1,0 +1,119 @@
+"""Explain stage: the decision as the contract's Result, plus the "why" and "why not"
+a clinician reads. Nothing is re-derived here; it only arranges what the evaluate and
+decide stages recorded."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .decide import Decision, WhyNot
+from .evaluate import Evaluation, Fired
+from .models import (Alternative, Exclusion, MissingData, MonitoringItem, Recommendation,
+                     Result, RulesetInfo, TraceEntry, Warning)
+from .ruleset import RuleSet
+
+DISCLAIMER = "Decision support for a clinician; not a prescription."
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The Result and what the text view adds to it."""
+
+    result: Result
+    why: list[Fired]
+    why_not: list[WhyNot]
+    references: dict[str, str]
+    ruleset_status: str
+    fired_count: int = 0
+
+
+def _asserted(fired: Fired) -> str:
+    then = fired.rule.spec.then
+    kind = then.kind
+    if kind == "derive":
+        return then.derive or ""
+    if kind == "recommend" and then.recommend:
+        return " ".join(x for x in (then.recommend.action, then.recommend.drug) if x)
+    if kind == "exclude":
+        return ", ".join(then.exclude or [])
+    if kind == "monitor":
+        return ", ".join(m.what for m in then.monitor or [])
+    if kind == "warn" and then.warn:
+        return then.warn.severity
+    return ", ".join(r.field for r in then.request or [])
+
+
+def _chain(ev: Evaluation, decision: Decision) -> list[Fired]:
+    """The rules behind the chosen step: its rule, the rules that derived the facts it
+    used (recursively), and for gather_data the step on hold and what holds it."""
+    by_id = {f.rule.id: f for f in ev.fired}
+    derivers: dict[str, list[str]] = {}
+    for f in ev.fired:
+        if f.rule.spec.then.derive:
+            derivers.setdefault(f.rule.spec.then.derive, []).append(f.rule.id)
+    start = [decision.recommendation.rule_id]
+    if decision.on_hold and decision.on_hold.rule:
+        start.append(decision.on_hold.rule.id)
+        start += [e.rule for e in decision.excluded if e.drug == decision.on_hold.drug]
+    wanted: set[str] = set()
+    todo = [r for r in start if r in by_id]
+    while todo:
+        rule_id = todo.pop()
+        if rule_id in wanted:
+            continue
+        wanted.add(rule_id)
+        for name in by_id[rule_id].matched:
+            todo.extend(derivers.get(name, []))
+    return [f for f in ev.fired if f.rule.id in wanted]
+
+
+def _trace_value(value: Any) -> Any:
+    if isinstance(value, bool) or value is None:
+        return value
+    if value == "yes":
+        return True
+    if value == "no":
+        return False
+    return value
+
+
+def explain(ruleset: RuleSet, ev: Evaluation, decision: Decision,
+            input_sha256: str) -> Explanation:
+    """Assemble the Result (contract section 2) and the explanation around it."""
+    rec = decision.recommendation
+    prov = ruleset.provenance
+    result = Result(
+        patient_id=ev.patient.id,
+        as_of=ev.patient.as_of.isoformat(),
+        ruleset=RulesetInfo(name=prov.name, version=prov.version, sha256=ruleset.sha256),
+        input_sha256=input_sha256,
+        recommendation=Recommendation(
+            action=rec.action, drug=rec.drug, dose=rec.dose, stage=rec.stage,
+            summary=rec.summary, rule=rec.rule_id, rationale=decision.rationale,
+            evidence=decision.evidence),
+        alternatives=[Alternative(action=a.action, drug=a.drug, rule=a.rule_id,
+                                  rationale=a.summary + ". " + a.rule.spec.because.strip())
+                      for a in decision.alternatives if a.rule],
+        excluded=[Exclusion(drug=e.drug, rule=e.rule, reason=e.reason)
+                  for e in decision.excluded],
+        monitoring=[MonitoringItem(what=m.what, when=m.when, rule=m.rule, reason=m.reason)
+                    for m in decision.monitoring],
+        warnings=[Warning(severity=s, message=m, rule=r) for s, m, r in decision.warnings],
+        missing_data=[MissingData(field=f, why=w) for f, w in decision.missing_data],
+        trace=[TraceEntry(rule=f.rule.id, kind=f.rule.spec.then.kind,
+                          matched={k: _trace_value(v) for k, v in f.matched.items()},
+                          asserted=_asserted(f)) for f in ev.fired],
+        disclaimer=DISCLAIMER,
+    )
+    keys: list[str] = list(decision.evidence)
+    why = _chain(ev, decision)
+    for f in why:
+        keys.extend(f.rule.spec.evidence)
+    excluding = {e.rule for e in decision.excluded}
+    for f in ev.fired:
+        if f.rule.id in excluding:
+            keys.extend(f.rule.spec.evidence)
+    references = {k: ruleset.evidence[k].citation for k in dict.fromkeys(keys)
+                  if k in ruleset.evidence}
+    return Explanation(result, why, decision.why_not, references, prov.status,
+                       len(ev.fired))

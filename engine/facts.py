@@ -1,0 +1,283 @@
+"""The fact vocabulary rules are written in, and the step that turns one patient record
+into those facts.
+
+Only mechanical facts are computed here (durations, latest values, statuses); every
+clinical judgement (what counts as refractory, severe, or a relapse) is a rule in
+rules/, derived by forward chaining. Booleans are three-valued: "yes", "no" or
+"unknown"; a number that is not known is simply absent.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from . import vocabulary as V
+from .models import Course, Patient
+
+YES, NO, UNKNOWN = "yes", "no", "unknown"
+DAYS_PER_MONTH = 30.44
+
+
+@dataclass(frozen=True)
+class FactSpec:
+    """One word of the rule language: its kind, allowed values and meaning."""
+
+    name: str
+    kind: str  # "bool" | "number" | "enum" | "derived"
+    description: str
+    values: tuple[str, ...] = ()
+    unit: str = ""
+
+    @property
+    def domain(self) -> tuple[str, ...]:
+        """Known values; 'unknown' is never part of it."""
+        if self.kind == "bool":
+            return (YES, NO)
+        return tuple(v for v in self.values if v != UNKNOWN)
+
+
+def _specs(drug_classes: Iterable[str]) -> dict[str, FactSpec]:
+    s: list[FactSpec] = [
+        FactSpec("age", "number", "age in years", unit="years"),
+        FactSpec("sex", "enum", "sex", ("female", "male")),
+        FactSpec("weight_kg", "number", "real body weight", unit="kg"),
+        FactSpec("childbearing_potential", "bool", "woman of childbearing potential"),
+        FactSpec("pregnant", "bool", "pregnant"),
+        FactSpec("breastfeeding", "bool", "breastfeeding"),
+        FactSpec("contraception", "enum", "contraception used", V.CONTRACEPTION),
+        FactSpec("days_since_negative_pregnancy_test", "number",
+                 "days since the last negative pregnancy test", unit="days"),
+        FactSpec("smoker", "bool", "smokes"),
+        FactSpec("subtype", "enum", "CLE subtype", V.SUBTYPES),
+        FactSpec("extent", "enum", "extent of skin disease", ("localized", "widespread")),
+        FactSpec("systemic_lupus", "bool", "SLE also diagnosed"),
+        FactSpec("drug_trigger_suspected", "bool",
+                 "a drug taken now may have induced the CLE"),
+        FactSpec("clasi_activity", "number", "latest CLASI activity score", unit="points"),
+        FactSpec("clasi_damage", "number", "latest CLASI damage score", unit="points"),
+        FactSpec("clasi_activity_previous", "number",
+                 "CLASI activity at the assessment before the latest", unit="points"),
+        FactSpec("clasi_activity_rise", "number",
+                 "latest minus previous CLASI activity", unit="points"),
+        FactSpec("clasi_activity_rise_percent", "number",
+                 "rise of CLASI activity since the previous assessment", unit="%"),
+        FactSpec("days_since_clasi", "number", "days since the latest CLASI", unit="days"),
+        FactSpec("retinal_toxicity", "bool", "an eye exam found antimalarial toxicity"),
+        FactSpec("days_since_eye_exam", "number", "days since the latest retinal exam",
+                 unit="days"),
+        FactSpec("g6pd", "enum", "G6PD status", ("normal", "deficient", UNKNOWN)),
+        FactSpec("g6pd_age_days", "number", "age of the G6PD result", unit="days"),
+        FactSpec("on_systemic_therapy", "bool", "any non-topical drug ongoing"),
+        FactSpec("on_teratogen", "bool", "any drug marked teratogenic in drugs.yaml ongoing"),
+    ]
+    for lab, unit in (("egfr", "mL/min/1.73 m2"), ("neutrophils", "10^9/L"),
+                      ("platelets", "10^9/L"), ("alt", "U/L")):
+        s.append(FactSpec(lab, "number", f"latest {lab}", unit=unit))
+        s.append(FactSpec(f"{lab}_age_days", "number", f"age of the latest {lab} result",
+                          unit="days"))
+    for word in V.CONDITIONS:
+        s.append(FactSpec(word, "bool", f"comorbidity: {word.replace('_', ' ')}"))
+    for word in V.SYMPTOMS:
+        s.append(FactSpec(word, "bool", f"new symptom: {word.replace('_', ' ')}"))
+    for drug in V.DRUGS:
+        name = drug.replace("_", " ")
+        s += [
+            FactSpec(f"{drug}_status", "enum", f"{name}: never taken, current or stopped",
+                     ("never", "current", "stopped")),
+            FactSpec(f"{drug}_response", "enum", f"{name}: response of the latest course",
+                     V.RESPONSES),
+            FactSpec(f"{drug}_months", "number", f"{name}: length of the latest course",
+                     unit="months"),
+            FactSpec(f"{drug}_stop_reason", "enum", f"{name}: why the latest course stopped",
+                     V.STOP_REASONS),
+            FactSpec(f"{drug}_weeks_since_stop", "number",
+                     f"{name}: weeks since the latest course stopped", unit="weeks"),
+            FactSpec(f"{drug}_dose_mg_per_day", "number", f"{name}: current daily dose",
+                     unit="mg/day"),
+            FactSpec(f"{drug}_dose_mg_per_kg", "number",
+                     f"{name}: current daily dose per kg real body weight",
+                     unit="mg/kg/day"),
+            FactSpec(f"{drug}_dose_reduced", "bool",
+                     f"{name}: the current course is a dose reduction"),
+            FactSpec(f"{drug}_weeks_since_dose_reduction", "number",
+                     f"{name}: weeks since the dose was reduced", unit="weeks"),
+            FactSpec(f"{drug}_ever_responded", "bool",
+                     f"{name}: any course had a partial or complete response"),
+            FactSpec(f"{drug}_adverse_event", "bool",
+                     f"{name}: a course stopped for an adverse event"),
+        ]
+    for cls in sorted(set(drug_classes)):
+        s.append(FactSpec(f"on_{cls}", "bool", f"any {cls.replace('_', ' ')} ongoing"))
+    return {f.name: f for f in s}
+
+
+def fact_specs(drug_classes: Iterable[str]) -> dict[str, FactSpec]:
+    """Every patient fact a rule may name, given the drug classes of the catalogue."""
+    return _specs(drug_classes)
+
+
+def _tri(value: bool | str | None) -> str:
+    if value is True:
+        return YES
+    if value is False:
+        return NO
+    return UNKNOWN
+
+
+def _num(x: float) -> float | int:
+    """A number durable_rules can parse (no exponent notation)."""
+    if float(x).is_integer():
+        return int(x)
+    x = round(float(x), 3)
+    return 0 if abs(x) < 0.001 else x
+
+
+def _days(a: dt.date, b: dt.date) -> int:
+    return (b - a).days
+
+
+def _daily_dose(course: Course) -> float | None:
+    if course.dose_mg_per_day is not None:
+        return course.dose_mg_per_day
+    if course.dose_mg_per_week is not None:
+        return course.dose_mg_per_week / 7
+    return None
+
+
+def _reproductive(p: Patient) -> dict[str, Any]:
+    if p.demographics.sex == "male":
+        return {"childbearing_potential": NO, "pregnant": NO, "breastfeeding": NO,
+                "contraception": "none"}
+    r = p.reproductive
+    if r is None:
+        # The contract asks for the block only at 12-55; inside that band a missing block
+        # means unknown (fail safe), outside it the brief treats pregnancy as not possible.
+        if 12 <= p.demographics.age <= 55:
+            return {"childbearing_potential": UNKNOWN, "pregnant": UNKNOWN,
+                    "breastfeeding": UNKNOWN, "contraception": UNKNOWN}
+        return {"childbearing_potential": NO, "pregnant": NO, "breastfeeding": NO,
+                "contraception": "none"}
+    out: dict[str, Any] = {
+        "childbearing_potential": _tri(r.childbearing_potential),
+        "pregnant": _tri(r.pregnant),
+        "breastfeeding": _tri(r.breastfeeding),
+        "contraception": r.contraception,
+    }
+    if r.last_negative_pregnancy_test is not None:
+        out["days_since_negative_pregnancy_test"] = _days(r.last_negative_pregnancy_test,
+                                                          p.as_of)
+    return out
+
+
+def _course_key(c: Course) -> tuple[dt.date, dt.date]:
+    return (c.start, c.stop or dt.date.max)
+
+
+def _drug_facts(drug: str, courses: list[Course], p: Patient) -> dict[str, Any]:
+    if not courses:
+        return {f"{drug}_status": "never"}
+    courses = sorted(courses, key=_course_key)
+    latest = courses[-1]
+    current = latest.stop is None
+    end = latest.stop or p.as_of
+    out: dict[str, Any] = {
+        f"{drug}_status": "current" if current else "stopped",
+        f"{drug}_response": latest.response,
+        f"{drug}_months": _num(_days(latest.start, end) / DAYS_PER_MONTH),
+        f"{drug}_ever_responded": _tri(any(c.response in ("partial", "complete")
+                                           for c in courses)),
+        f"{drug}_adverse_event": _tri(any(c.stop_reason == "adverse_event"
+                                          for c in courses)),
+    }
+    if not current:
+        out[f"{drug}_weeks_since_stop"] = _num(_days(latest.stop, p.as_of) / 7)
+        if latest.stop_reason:
+            out[f"{drug}_stop_reason"] = latest.stop_reason
+    dose = _daily_dose(latest)
+    if current and dose is not None:
+        out[f"{drug}_dose_mg_per_day"] = _num(dose)
+        if p.demographics.weight_kg:
+            out[f"{drug}_dose_mg_per_kg"] = _num(dose / p.demographics.weight_kg)
+    reduced = [c for c in courses[:-1] if c.stop_reason == "dose_reduced"
+               and c.stop is not None and c.stop <= latest.start]
+    out[f"{drug}_dose_reduced"] = _tri(current and bool(reduced))
+    if current and reduced:
+        out[f"{drug}_weeks_since_dose_reduction"] = _num(_days(reduced[-1].stop,
+                                                               p.as_of) / 7)
+    return out
+
+
+def patient_facts(p: Patient, drug_classes: dict[str, str],
+                  teratogens: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """All facts of one patient, keyed by fact name (see fact_specs)."""
+    d, dx = p.demographics, p.diagnosis
+    f: dict[str, Any] = {"age": _num(d.age), "sex": d.sex}
+    if d.weight_kg is not None:
+        f["weight_kg"] = _num(d.weight_kg)
+    f.update(_reproductive(p))
+    f["smoker"] = _tri(p.smoker)
+    f["subtype"] = dx.subtype
+    f["extent"] = dx.extent
+    f["systemic_lupus"] = _tri(dx.systemic_lupus)
+    f["drug_trigger_suspected"] = _tri(bool(dx.suspected_drug_trigger))
+
+    activity = sorted(p.activity, key=lambda a: a.date)
+    if activity:
+        latest = activity[-1]
+        f["clasi_activity"] = _num(latest.clasi_activity)
+        f["days_since_clasi"] = _days(latest.date, p.as_of)
+        damage = [a.clasi_damage for a in activity if a.clasi_damage is not None]
+        if damage:
+            f["clasi_damage"] = _num(damage[-1])
+        if len(activity) > 1:
+            prev = activity[-2].clasi_activity
+            f["clasi_activity_previous"] = _num(prev)
+            f["clasi_activity_rise"] = _num(latest.clasi_activity - prev)
+            if prev > 0:
+                f["clasi_activity_rise_percent"] = _num(
+                    100 * (latest.clasi_activity - prev) / prev)
+
+    present = set(p.conditions)
+    for word in V.CONDITIONS:
+        f[word] = YES if word in present else NO
+    symptoms = set(p.symptoms)
+    for word in V.SYMPTOMS:
+        f[word] = YES if word in symptoms else NO
+
+    for lab in ("egfr", "neutrophils", "platelets", "alt"):
+        value = getattr(p.labs, lab)
+        if value is not None:
+            f[lab] = _num(value.value)
+            f[f"{lab}_age_days"] = _days(value.date, p.as_of)
+    if p.labs.g6pd is not None:
+        f["g6pd"] = p.labs.g6pd.value
+        f["g6pd_age_days"] = _days(p.labs.g6pd.date, p.as_of)
+    else:
+        f["g6pd"] = "deficient" if "g6pd_deficiency" in present else UNKNOWN
+    if "g6pd_deficiency" in present:
+        f["g6pd"] = "deficient"
+
+    exams = sorted(p.eye_exams, key=lambda e: e.date)
+    f["retinal_toxicity"] = YES if any(e.result == "toxicity" for e in exams) else NO
+    if exams:
+        f["days_since_eye_exam"] = _days(exams[-1].date, p.as_of)
+
+    by_drug: dict[str, list[Course]] = {}
+    for c in p.treatments:
+        by_drug.setdefault(c.drug, []).append(c)
+    current_classes: set[str] = set()
+    systemic = teratogen = False
+    for drug in V.DRUGS:
+        facts = _drug_facts(drug, by_drug.get(drug, []), p)
+        f.update(facts)
+        if facts[f"{drug}_status"] == "current":
+            current_classes.add(drug_classes.get(drug, ""))
+            if not drug.startswith("topical_"):
+                systemic = True
+            teratogen = teratogen or drug in teratogens
+    for cls in sorted(set(drug_classes.values())):
+        f[f"on_{cls}"] = YES if cls in current_classes else NO
+    f["on_systemic_therapy"] = YES if systemic else NO
+    f["on_teratogen"] = YES if teratogen else NO
+    return f

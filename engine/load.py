@@ -1,0 +1,158 @@
+"""Load stage: read YAML (or JSON) safely, keeping the line of every field.
+
+PyYAML's safe loader is used for scalars, but the tree is built here so that we can
+reject duplicate keys (PyYAML silently keeps the last), cap the expansion of aliases
+(alias bombs), and remember where each field was written for error messages.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import CledecideError, InputError
+
+MAX_FILE_BYTES = 1_000_000
+MAX_NODES = 50_000
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Document:
+    """A parsed file: its data, the line of each field path, and its bytes' hash."""
+
+    file: str
+    data: Any
+    lines: dict[Path_, int] = field(default_factory=dict)
+    sha256: str = ""
+
+    def line_of(self, path: Path_) -> int | None:
+        """The line of a field, or of its nearest ancestor that has one."""
+        path = tuple(path)
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return self.lines.get((), None)
+
+
+def format_path(path: Path_) -> str:
+    """``('treatments', 0, 'dose')`` -> ``treatments[0].dose``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+class _Builder:
+    def __init__(self, loader: yaml.SafeLoader, file: str, error: type[CledecideError]):
+        self.loader = loader
+        self.file = file
+        self.error = error
+        self.lines: dict[Path_, int] = {}
+        self.count = 0
+
+    def fail(self, node: yaml.Node, path: Path_, message: str) -> CledecideError:
+        return self.error(message, self.file, node.start_mark.line + 1,
+                          format_path(path) or None)
+
+    def build(self, node: yaml.Node, path: Path_) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise self.fail(node, path, f"document too large or too deeply aliased "
+                                        f"(more than {MAX_NODES} values)")
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            self.loader.flatten_mapping(node)
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise self.fail(key_node, path, "keys must be plain words")
+                key = self.construct_scalar(key_node, path)
+                if not isinstance(key, (str, int, bool)) or isinstance(key, bool):
+                    key = str(key)
+                key = str(key)
+                if key in out:
+                    raise self.fail(key_node, path + (key,), "duplicate key")
+                child = path + (key,)
+                self.lines[child] = key_node.start_mark.line + 1
+                out[key] = self.build(value_node, child)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+        return self.construct_scalar(node, path)
+
+    def construct_scalar(self, node: yaml.Node, path: Path_) -> Any:
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as exc:
+            problem = (exc.problem or "unsupported value").split(" in ")[0]
+            raise self.fail(node, path, f"unsupported YAML: {problem}") from None
+        except ValueError as exc:  # e.g. an impossible date such as 2026-02-30
+            raise self.fail(node, path, f"invalid value: {exc}") from None
+
+
+def read_bytes(path: Path, error: type[CledecideError] = InputError,
+               limit: int = MAX_FILE_BYTES) -> bytes:
+    """Read a file, refusing what is too large to be a patient record or rule file."""
+    name = str(path)
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise error(f"file is {size} bytes; the limit is {limit}", name)
+        with path.open("rb") as handle:
+            raw = handle.read(limit + 1)
+    except FileNotFoundError:
+        raise error("file not found", name) from None
+    except IsADirectoryError:
+        raise error("is a folder, not a file", name) from None
+    except PermissionError:
+        raise error("permission denied", name) from None
+    if len(raw) > limit:
+        raise error(f"file is larger than the limit of {limit} bytes", name)
+    return raw
+
+
+def parse(raw: bytes, file: str, error: type[CledecideError] = InputError) -> Document:
+    """Parse YAML (JSON is YAML) into a Document; every failure is one clear error."""
+    digest = hashlib.sha256(raw).hexdigest()
+    if b"\x00" in raw:
+        raise error("binary file, not YAML or JSON text", file)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"not UTF-8 text (byte {exc.start})", file) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise error("empty file", file)
+        builder = _Builder(loader, file, error)
+        data = builder.build(node, ())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise error(f"YAML syntax: {exc.problem or exc.context}", file, line) from None
+    except yaml.YAMLError as exc:
+        raise error(f"YAML syntax: {exc}", file) from None
+    except RecursionError:
+        raise error("document nested too deeply", file) from None
+    finally:
+        loader.dispose()
+    return Document(file=file, data=data, lines=builder.lines, sha256=digest)
+
+
+def load_file(path: Path | str, error: type[CledecideError] = InputError,
+              limit: int = MAX_FILE_BYTES) -> Document:
+    """Read and parse one file."""
+    path = Path(path)
+    return parse(read_bytes(path, error, limit), str(path), error)

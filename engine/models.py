@@ -1,0 +1,188 @@
+"""Data models between the pipeline stages: the patient record (contract section 1)
+and the result (contract section 2). Pydantic gives us strict validation with field
+paths and JSON Schema documents from one definition."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from . import vocabulary as V
+
+Drug = Literal[V.DRUGS]  # type: ignore[valid-type]
+Condition = Literal[V.CONDITIONS]  # type: ignore[valid-type]
+Symptom = Literal[V.SYMPTOMS]  # type: ignore[valid-type]
+MonitoringWord = Literal[V.MONITORING]  # type: ignore[valid-type]
+Action = Literal[V.ACTIONS]  # type: ignore[valid-type]
+Stage = Literal[V.STAGES]  # type: ignore[valid-type]
+Severity = Literal[V.SEVERITIES]  # type: ignore[valid-type]
+
+TriState = Union[Annotated[bool, Field(strict=True)], Literal["unknown"]]
+Number = Annotated[float, Field(strict=True)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Demographics(_Strict):
+    age: Annotated[Number, Field(ge=0, le=120)]
+    sex: Literal["female", "male"]
+    weight_kg: Annotated[Number, Field(ge=2, le=400)] | None = None
+
+
+class Reproductive(_Strict):
+    childbearing_potential: TriState = "unknown"
+    pregnant: TriState = "unknown"
+    breastfeeding: TriState = "unknown"
+    contraception: Literal[V.CONTRACEPTION] = "unknown"  # type: ignore[valid-type]
+    last_negative_pregnancy_test: dt.date | None = None
+
+
+class Diagnosis(_Strict):
+    subtype: Literal[V.SUBTYPES]  # type: ignore[valid-type]
+    extent: Literal["localized", "widespread"]
+    systemic_lupus: TriState = False
+    suspected_drug_trigger: Annotated[str, Field(min_length=1, max_length=80)] | None = None
+
+
+class Assessment(_Strict):
+    date: dt.date
+    clasi_activity: Annotated[Number, Field(ge=0, le=70)]
+    clasi_damage: Annotated[Number, Field(ge=0, le=56)] | None = None
+
+
+class Course(_Strict):
+    drug: Drug
+    dose_mg_per_day: Annotated[Number, Field(gt=0, le=5000)] | None = None
+    dose_mg_per_week: Annotated[Number, Field(gt=0, le=5000)] | None = None
+    start: dt.date
+    stop: dt.date | None = None
+    stop_reason: Literal[V.STOP_REASONS] | None = None  # type: ignore[valid-type]
+    response: Literal[V.RESPONSES] = "unknown"  # type: ignore[valid-type]
+    adverse_events: list[Symptom] = Field(default_factory=list, max_length=20)
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> "Course":
+        if self.stop is not None and self.stop < self.start:
+            raise ValueError("stop is before start")
+        if self.dose_mg_per_day is not None and self.dose_mg_per_week is not None:
+            raise ValueError("give dose_mg_per_day or dose_mg_per_week, not both")
+        return self
+
+
+class NumericLab(_Strict):
+    value: Annotated[Number, Field(ge=0, le=100000)]
+    date: dt.date
+
+
+class G6pdLab(_Strict):
+    value: Literal["normal", "deficient"]
+    date: dt.date
+
+
+class Labs(_Strict):
+    egfr: NumericLab | None = None
+    neutrophils: NumericLab | None = None
+    platelets: NumericLab | None = None
+    alt: NumericLab | None = None
+    g6pd: G6pdLab | None = None
+
+
+class EyeExam(_Strict):
+    date: dt.date
+    result: Literal["normal", "toxicity"]
+
+
+class Patient(_Strict):
+    """One patient record, contract section 1."""
+
+    format: Literal["cledecide/patient@1"] = "cledecide/patient@1"
+    id: Annotated[str, Field(min_length=1, max_length=200)]
+    as_of: dt.date
+    demographics: Demographics
+    reproductive: Reproductive | None = None
+    smoker: TriState = "unknown"
+    diagnosis: Diagnosis
+    activity: list[Assessment] = Field(default_factory=list, max_length=500)
+    treatments: list[Course] = Field(default_factory=list, max_length=500)
+    conditions: list[Condition] = Field(default_factory=list, max_length=50)
+    symptoms: list[Symptom] = Field(default_factory=list, max_length=50)
+    labs: Labs = Field(default_factory=Labs)
+    eye_exams: list[EyeExam] = Field(default_factory=list, max_length=500)
+
+
+# ---------------------------------------------------------------- result (section 2)
+
+class RulesetInfo(BaseModel):
+    name: str
+    version: str
+    sha256: str
+
+
+class Recommendation(BaseModel):
+    action: Action
+    drug: Drug | None
+    dose: str | None
+    stage: Stage
+    summary: str
+    rule: str
+    rationale: str
+    evidence: list[str]
+
+
+class Alternative(BaseModel):
+    action: Action
+    drug: Drug | None
+    rule: str
+    rationale: str
+
+
+class Exclusion(BaseModel):
+    drug: Drug
+    rule: str
+    reason: str
+
+
+class MonitoringItem(BaseModel):
+    what: MonitoringWord
+    when: str
+    rule: str
+    reason: str
+
+
+class Warning(BaseModel):
+    severity: Severity
+    message: str
+    rule: str
+
+
+class MissingData(BaseModel):
+    field: str
+    why: str
+
+
+class TraceEntry(BaseModel):
+    rule: str
+    kind: Literal["derive", "recommend", "exclude", "monitor", "warn", "request"]
+    matched: dict[str, Union[str, float, int, bool, None]]
+    asserted: str
+
+
+class Result(BaseModel):
+    """The machine contract of `cledecide evaluate --format json`."""
+
+    format: Literal["cledecide/result@1"] = "cledecide/result@1"
+    patient_id: str
+    as_of: str
+    ruleset: RulesetInfo
+    input_sha256: str
+    recommendation: Recommendation
+    alternatives: list[Alternative]
+    excluded: list[Exclusion]
+    monitoring: list[MonitoringItem]
+    warnings: list[Warning]
+    missing_data: list[MissingData]
+    trace: list[TraceEntry]
+    disclaimer: str

@@ -1,0 +1,103 @@
+"""Render stage: JSON for machines (the contract, byte-identical on re-run) and plain
+text for a clinician, readable in an 80-column terminal."""
+from __future__ import annotations
+
+import json
+import textwrap
+from typing import Any
+
+from .explain import Explanation
+
+WIDTH = 80
+
+
+def to_json(ex: Explanation) -> str:
+    """The contract's JSON; field order is the model's, so output is deterministic."""
+    data: dict[str, Any] = ex.result.model_dump(mode="json")
+    # Compatible addition: the "why not" for other drugs of the current and next stage.
+    data["not_recommended"] = [{"drug": w.drug, "status": w.status, "reason": w.reason,
+                                "rules": list(w.rules)} for w in ex.why_not]
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def _wrap(text: str, indent: str = "  ", first: str | None = None) -> list[str]:
+    first = indent if first is None else first
+    return textwrap.wrap(" ".join(text.split()), WIDTH, initial_indent=first,
+                         subsequent_indent=indent + "  " if first != indent else indent,
+                         break_on_hyphens=False) or [first.rstrip()]
+
+
+def _facts(matched: dict[str, Any]) -> str:
+    parts = []
+    for k, v in matched.items():
+        if v is True:
+            parts.append(k)
+        elif v is False:
+            parts.append(f"{k}=no")
+        else:
+            parts.append(f"{k}={v}")
+    return ", ".join(parts)
+
+
+def to_text(ex: Explanation) -> str:
+    """The clinician's view: the step first, then why, why not, and what to watch."""
+    r = ex.result
+    rec = r.recommendation
+    out: list[str] = []
+    head = f"NEXT STEP ({rec.stage}): {rec.summary}"
+    out += _wrap(head, "  ", "")
+    out += _wrap(f"patient {r.patient_id}, as of {r.as_of}; rule {rec.rule}")
+    out.append("")
+    out.append("Why")
+    out += _wrap(r.recommendation.rationale)
+    if ex.why:
+        out.append("  The rule chain, in firing order, with the facts each matched:")
+        for f in ex.why:
+            kind = f.rule.spec.then.kind
+            line = f"- {f.rule.id} [{kind}]: {f.rule.spec.title}"
+            out += _wrap(line, "    ", "  ")
+            if f.matched:
+                out += _wrap(f"on: {_facts(f.matched)}", "      ", "      ")
+    others = ex.fired_count - len(ex.why)
+    if others > 0:
+        out += _wrap(f"({others} other rules fired; --format json lists every rule in "
+                     f"'trace'.)")
+    out.append("")
+    out.append("Not recommended")
+    if not ex.why_not:
+        out.append("  (no other drug of the current or next stage)")
+    for w in ex.why_not:
+        out += _wrap(f"- {w.drug} ({w.status.replace('_', ' ')}): {w.reason}", "    ", "  ")
+    out.append("")
+    out.append("Alternatives")
+    if not r.alternatives:
+        out.append("  (none)")
+    for a in r.alternatives:
+        out += _wrap(f"- {a.rationale.split('. ')[0]} [{a.rule}]", "    ", "  ")
+    out.append("")
+    out.append("Monitoring")
+    if not r.monitoring:
+        out.append("  (nothing beyond routine review)")
+    for m in r.monitoring:
+        out += _wrap(f"- {m.what}: {m.when} [{m.rule}]", "    ", "  ")
+    out.append("")
+    out.append("Warnings")
+    if not r.warnings:
+        out.append("  (none)")
+    for w in r.warnings:
+        out += _wrap(f"- {w.severity.upper()}: {w.message} [{w.rule}]", "    ", "  ")
+    if r.missing_data:
+        out.append("")
+        out.append("Missing data")
+        for m in r.missing_data:
+            out += _wrap(f"- {m.field}: {m.why}", "    ", "  ")
+    out.append("")
+    out.append("Evidence")
+    for key, citation in ex.references.items():
+        out += _wrap(f"[{key}] {citation}", "    ", "  ")
+    out.append("")
+    out += _wrap(f"Rule set {r.ruleset.name} {r.ruleset.version} ({ex.ruleset_status}), "
+                 f"sha256 {r.ruleset.sha256[:16]}; input sha256 {r.input_sha256[:16]}",
+                 "", "")
+    out.append(r.disclaimer)
+    return "\n".join(out) + "\n"

@@ -1,0 +1,29 @@
+"""JSON Schema (2020-12) documents generated from the models, so that editors can
+complete and check patient records and rule files while they are typed."""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from .models import Patient, Result
+from .ruleset import DrugFile, EvidenceFile, Provenance, RuleFile
+
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
+    "patient": (Patient, "cledecide patient record, contract version 1"),
+    "result": (Result, "cledecide result (evaluate --format json), contract version 1"),
+    "rules": (RuleFile, "cledecide rule file (one stage)"),
+    "ruleset": (Provenance, "cledecide ruleset.yaml (provenance and thresholds)"),
+    "drugs": (DrugFile, "cledecide drugs.yaml (drug catalogue)"),
+    "evidence": (EvidenceFile, "cledecide evidence.yaml (references)"),
+}
+
+
+def schema(name: str) -> dict[str, Any]:
+    """The JSON Schema of one document kind (see SCHEMAS)."""
+    model, title = SCHEMAS[name]
+    mode = "serialization" if name == "result" else "validation"
+    doc = model.model_json_schema(mode=mode, by_alias=True)
+    return {"$schema": DIALECT, "$id": f"https://cledecide.invalid/schema/{name}.json",
+            "title": title, **{k: v for k, v in doc.items() if k != "title"}}

@@ -1,0 +1,141 @@
+"""Validate stage: turn a parsed Document into a model, or one clear error.
+
+Errors name the file, the line and the field path, most specific first, in the form
+the contract shows: ``patient.yaml:14: treatments[0].dose_mg_per_day: must be a
+number, got 'lots'``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import CledecideError, InputError
+from .load import Document, format_path
+from .models import Patient
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _literal_choices(error: dict[str, Any]) -> str:
+    expected = str(error.get("ctx", {}).get("expected", ""))
+    return expected.replace("'", "")
+
+
+def friendly_message(error: dict[str, Any]) -> str:
+    """Pydantic's error, reworded for a clinician or a rule reviewer."""
+    kind = error["type"]
+    value = error.get("input")
+    ctx = error.get("ctx", {})
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind in ("float_type", "float_parsing", "int_type", "int_parsing", "int_from_float"):
+        return f"must be a number, got {_shown(value)}"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        sign = {"greater_than_equal": ">=", "greater_than": ">",
+                "less_than_equal": "<=", "less_than": "<"}[kind]
+        limit = next(iter(ctx.values()), "?")
+        return f"must be {sign} {limit}, got {_shown(value)}"
+    if kind == "literal_error":
+        return f"must be one of {_literal_choices(error)}; got {_shown(value)}"
+    if kind.startswith("date"):
+        return f"must be a date (YYYY-MM-DD), got {_shown(value)}"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"must be true or false, got {_shown(value)}"
+    if kind in ("string_type",):
+        return f"must be text, got {_shown(value)}"
+    if kind in ("list_type",):
+        return f"must be a list, got {_shown(value)}"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return f"must be a mapping of fields, got {_shown(value)}"
+    if kind == "too_long":
+        return f"too many items (at most {ctx.get('max_length')})"
+    if kind == "string_too_long":
+        return f"text too long (at most {ctx.get('max_length')} characters)"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind == "value_error":
+        return str(ctx.get("error", error.get("msg", "invalid value")))
+    return str(error.get("msg", "invalid value"))
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop pydantic's union/literal branch labels (e.g. 'bool', "literal['unknown']")."""
+    out = []
+    for part in loc:
+        if isinstance(part, str) and (part in ("bool", "float", "int", "str", "date",
+                                                "function-after[_dates_in_order()]")
+                                      or part.startswith(("literal[", "function-",
+                                                          "NumericLab", "G6pdLab",
+                                                          "constrained-"))):
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def _rank(error: dict[str, Any]) -> tuple[int, int]:
+    # Most specific first: deeper paths, and real problems before union noise.
+    return (-len(_clean_loc(error["loc"])), 1 if error["type"] == "literal_error" else 0)
+
+
+def model_from_document(model: type[M], doc: Document, error: type[CledecideError],
+                        prefix: tuple[Any, ...] = ()) -> M:
+    """Validate doc.data (or a part of it) against a model; raise the best error."""
+    data = doc.data
+    for part in prefix:
+        data = data[part]
+    if not isinstance(data, dict):
+        raise error(f"must be a mapping of fields, got {type(data).__name__}", doc.file,
+                    doc.line_of(prefix), format_path(prefix) or None)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = sorted(exc.errors(), key=_rank)
+        best = errors[0]
+        loc = prefix + _clean_loc(best["loc"])
+        raise error(friendly_message(best), doc.file, doc.line_of(loc),
+                    format_path(loc) or None) from None
+
+
+def _check_dates(patient: Patient, doc: Document) -> None:
+    def late(path: tuple[Any, ...], value: dt.date | None) -> None:
+        if value is not None and value > patient.as_of:
+            raise InputError(f"date {value} is after as_of {patient.as_of}", doc.file,
+                             doc.line_of(path), format_path(path))
+
+    for i, a in enumerate(patient.activity):
+        late(("activity", i, "date"), a.date)
+    for i, c in enumerate(patient.treatments):
+        late(("treatments", i, "start"), c.start)
+        late(("treatments", i, "stop"), c.stop)
+        if c.stop is None and c.stop_reason is not None:
+            raise InputError("stop_reason given for an ongoing course (no stop date)",
+                             doc.file, doc.line_of(("treatments", i, "stop_reason")),
+                             f"treatments[{i}].stop_reason")
+    for name in ("egfr", "neutrophils", "platelets", "alt", "g6pd"):
+        lab = getattr(patient.labs, name)
+        if lab is not None:
+            late(("labs", name, "date"), lab.date)
+    for i, e in enumerate(patient.eye_exams):
+        late(("eye_exams", i, "date"), e.date)
+    if patient.reproductive is not None:
+        late(("reproductive", "last_negative_pregnancy_test"),
+             patient.reproductive.last_negative_pregnancy_test)
+
+
+def validate_patient(doc: Document) -> Patient:
+    """A contract-conforming Patient, or an InputError naming file, line and field."""
+    if not isinstance(doc.data, dict):
+        raise InputError(f"a patient record must be a mapping of fields, got "
+                         f"{type(doc.data).__name__}", doc.file, doc.line_of(()))
+    patient = model_from_document(Patient, doc, InputError)
+    _check_dates(patient, doc)
+    return patient
