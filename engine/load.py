@@ -19,6 +19,7 @@ MAX_FILE_BYTES = 1_000_000
 MAX_NODES = 50_000
 
 Path_ = tuple[str | int, ...]
+MAP_TAG, SEQ_TAG = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ class _Builder:
             raise self.fail(node, path, f"document too large or too deeply aliased "
                                         f"(more than {MAX_NODES} values)")
         self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and \
+                node.tag not in (MAP_TAG, SEQ_TAG):
+            raise self.fail(node, path, f"unsupported YAML: tag {node.tag}")
         if isinstance(node, yaml.MappingNode):
             self.loader.flatten_mapping(node)
             out: dict[str, Any] = {}

@@ -1,0 +1,93 @@
+"""Shared helpers: patient records built from a small baseline, run through the library."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cledecide import evaluate_patient, load_ruleset, to_json
+from cledecide.engine.load import parse
+from cledecide.engine.validate import validate_patient
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+RULES = ROOT / "rules"
+
+BASE: dict[str, Any] = {
+    "id": "test-patient",
+    "as_of": "2026-11-20",
+    "demographics": {"age": 50, "sex": "female", "weight_kg": 70},
+    "reproductive": {"childbearing_potential": False, "pregnant": False,
+                     "breastfeeding": False, "contraception": "none"},
+    "smoker": False,
+    "diagnosis": {"subtype": "DLE", "extent": "widespread", "systemic_lupus": False},
+    "activity": [{"date": "2026-11-20", "clasi_activity": 18}],
+    "treatments": [],
+    "conditions": [],
+    "symptoms": [],
+    "labs": {
+        "egfr": {"value": 90, "date": "2026-11-10"},
+        "neutrophils": {"value": 3.5, "date": "2026-11-10"},
+        "platelets": {"value": 250, "date": "2026-11-10"},
+        "alt": {"value": 20, "date": "2026-11-10"},
+        "g6pd": {"value": "normal", "date": "2024-01-01"},
+    },
+    "eye_exams": [],
+}
+
+REFRACTORY_HISTORY = [
+    {"drug": "hydroxychloroquine", "dose_mg_per_day": 300, "start": "2023-01-01",
+     "response": "partial"},
+    {"drug": "quinacrine", "dose_mg_per_day": 100, "start": "2023-06-01",
+     "stop": "2024-01-01", "stop_reason": "inefficacy", "response": "none"},
+    {"drug": "methotrexate", "dose_mg_per_week": 20, "start": "2024-02-01",
+     "stop": "2025-01-01", "stop_reason": "inefficacy", "response": "none"},
+]
+
+
+def patient(**changes: Any) -> dict[str, Any]:
+    """The baseline with top-level or dotted-path changes: patient(**{'demographics.age': 30})."""
+    data = copy.deepcopy(BASE)
+    for key, value in changes.items():
+        target = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        if value is DELETE:
+            target.pop(parts[-1], None)
+        else:
+            target[parts[-1]] = value
+    return data
+
+
+DELETE = object()
+
+
+@pytest.fixture(scope="session")
+def ruleset():
+    return load_ruleset(RULES)
+
+
+def run(data: dict[str, Any], rules=None) -> dict[str, Any]:
+    """Evaluate a patient dict; return the contract JSON as a dict."""
+    rules = rules or load_ruleset(RULES)
+    doc = parse(yaml.safe_dump(data, sort_keys=False).encode(), "test.yaml")
+    result = evaluate_patient(validate_patient(doc), rules, doc.sha256)
+    return json.loads(to_json(result))
+
+
+def offered(result: dict[str, Any]) -> set[str | None]:
+    rec = result["recommendation"]
+    return {rec["drug"]} | {a["drug"] for a in result["alternatives"]}
+
+
+def excluded(result: dict[str, Any]) -> set[str]:
+    return {e["drug"] for e in result["excluded"]}
+
+
+def monitoring(result: dict[str, Any]) -> set[str]:
+    return {m["what"] for m in result["monitoring"]}
