@@ -19,6 +19,8 @@ MAX_FILE_BYTES = 1_000_000
 MAX_NODES = 50_000
 
 Path_ = tuple[str | int, ...]
+# libyaml's parser when PyYAML has it (much faster); the safe constructor either way.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAP_TAG, SEQ_TAG = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 
 
@@ -53,7 +55,7 @@ def format_path(path: Path_) -> str:
 
 
 class _Builder:
-    def __init__(self, loader: yaml.SafeLoader, file: str, error: type[CledecideError]):
+    def __init__(self, loader: Any, file: str, error: type[CledecideError]):
         self.loader = loader
         self.file = file
         self.error = error
@@ -135,7 +137,7 @@ def parse(raw: bytes, file: str, error: type[CledecideError] = InputError) -> Do
         raise error(f"not UTF-8 text (byte {exc.start})", file) from None
     if text.startswith("\ufeff"):
         text = text[1:]
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:

@@ -31,7 +31,7 @@ Text = Annotated[str, Field(min_length=1, max_length=4000)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Threshold(_Strict):
