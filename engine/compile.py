@@ -64,23 +64,47 @@ def _number(value: float) -> float | int:
     return int(value) if float(value).is_integer() else round(float(value), 6)
 
 
-def _leaf(leaf: C.Leaf, kind: str) -> dict[str, Any]:
-    f = leaf.fact
+class _Codec:
+    """Short keys and small-integer words for the patient fact sent to durable_rules.
+
+    Most of durable_rules' time goes to JSON between Python and C (every firing sends
+    the matched fact back), so the fact is kept small: 'k17' instead of
+    'hydroxychloroquine_status', 2 instead of 'current'. Only this module sees codes.
+    """
+
+    def __init__(self, names: list[str], specs: dict[str, Any]) -> None:
+        self.keys = {name: f"k{i}" for i, name in enumerate(sorted(names))}
+        self.words: dict[str, dict[str, int]] = {}
+        for name in names:
+            spec = specs[name]
+            if spec.kind in ("bool", "enum"):
+                values = list(spec.domain) + [UNKNOWN]
+                self.words[name] = {v: i for i, v in enumerate(values)}
+
+    def value(self, name: str, value: Any) -> Any:
+        words = self.words.get(name)
+        if words is not None:
+            return words[value]
+        return _number(value) if isinstance(value, (int, float)) else value
+
+
+def _leaf(leaf: C.Leaf, kind: str, codec: _Codec) -> dict[str, Any]:
+    f = codec.keys[leaf.fact]
     if leaf.op == "eq":
-        return {f: leaf.value}
+        return {f: codec.value(leaf.fact, leaf.value)}
     if leaf.op == "in":
-        return {"$or": [{f: v} for v in leaf.value]}
+        return {"$or": [{f: codec.value(leaf.fact, v)} for v in leaf.value]}
     if leaf.op in ("ge", "gt", "le", "lt"):
         op = {"ge": "$gte", "gt": "$gt", "le": "$lte", "lt": "$lt"}[leaf.op]
         return {op: {f: _number(leaf.value)}}
     if leaf.op == "known":
         if kind == "number":
             return {"$ex": {f: 1}}
-        return {"$and": [{"$ex": {f: 1}}, {"$neq": {f: UNKNOWN}}]}
+        return {"$and": [{"$ex": {f: 1}}, {"$neq": {f: codec.value(leaf.fact, UNKNOWN)}}]}
     if leaf.op == "unknown":
         if kind == "number":
             return {"$nex": {f: 1}}
-        return {"$or": [{"$nex": {f: 1}}, {f: UNKNOWN}]}
+        return {"$or": [{"$nex": {f: 1}}, {f: codec.value(leaf.fact, UNKNOWN)}]}
     raise ValueError(f"cannot compile leaf {leaf!r}")
 
 
@@ -101,6 +125,8 @@ class CompiledRules:
                     patient_facts.update(node.facts())
         self.consumed = frozenset(consumed)
         self.patient_fact_names = frozenset(patient_facts)
+        self._codec = _Codec(sorted(patient_facts), ruleset.facts)
+        self._send = tuple((name, self._codec.keys[name]) for name in sorted(patient_facts))
         self._sessions: dict[str, _Session] = {}
         self._run_lock = threading.Lock()
         definition = self._definition()
@@ -111,7 +137,7 @@ class CompiledRules:
 
     def _expr(self, node: C.Node) -> dict[str, Any]:
         if isinstance(node, C.Leaf):
-            return _leaf(node, self.ruleset.facts[node.fact].kind)
+            return _leaf(node, self.ruleset.facts[node.fact].kind, self._codec)
         if isinstance(node, C.All):
             if not node.items:
                 return {"t": PATIENT}
@@ -179,11 +205,12 @@ class CompiledRules:
 
     def run(self, facts: dict[str, Any]) -> tuple[list[Firing], list[str]]:
         """Fire the rules for one patient in an isolated session, then delete it."""
-        fact = {"t": PATIENT}
-        for name in sorted(self.patient_fact_names):
-            if name in facts and facts[name] is not None:
-                value = facts[name]
-                fact[name] = _number(value) if isinstance(value, (int, float)) else value
+        fact: dict[str, Any] = {"t": PATIENT}
+        value_of = self._codec.value
+        for name, key in self._send:
+            value = facts.get(name)
+            if value is not None:
+                fact[key] = value_of(name, value)
         with self._run_lock:
             sid = str(next(_sids))
             fact["sid"] = sid

@@ -22,7 +22,8 @@ GUARD_RULE = "engine.teratogen-guard"
 FALLBACK_RULE = "engine.no-candidate"
 LADDER = ("topical", "antimalarial", "bridge", "immunosuppressant", "refractory",
           "specialist")
-STOPPING = ("stop", "reduce")  # never blocked by an exclusion: they lower exposure
+STOPPING = ("stop", "reduce")
+STARTING = ("start", "add", "switch", "reintroduce")  # never blocked by an exclusion: they lower exposure
 SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 
 
@@ -242,6 +243,8 @@ def _schedule(spec: MonitorSpec, ev: Evaluation) -> str:
     as_of = ev.patient.as_of
     base, origin = _anchor(spec, ev)
     text = spec.when
+    if spec.first_in_days is None and not spec.every_days:
+        return f"from {as_of}: {text}" if origin == "from today" else f"{text} ({origin})"
     if spec.first_in_days is not None:
         due = base + dt.timedelta(days=spec.first_in_days)
         text = (f"due {due}: {text}" if due >= as_of else f"due now (was {due}): {text}")
@@ -287,10 +290,11 @@ def _why_not(ruleset: RuleSet, ev: Evaluation, rec: Candidate, candidates: list[
     if ladder_pos:
         stages.add(LADDER[min(max(ladder_pos) + 1, len(LADDER) - 1)])
     out = []
+    fired = ev.fired_ids()
     for drug in sorted(ruleset.drugs):
-        if ruleset.drugs[drug].stage not in stages or drug == rec.drug:
-            continue
         mine = [e for e in excluded if e.drug == drug]
+        if drug == rec.drug or (ruleset.drugs[drug].stage not in stages and not mine):
+            continue
         if mine:
             out.append(WhyNot(drug, "excluded", "; ".join(
                 f"{e.rule}: {e.reason.rstrip('.')}" for e in mine) + ".",
@@ -309,9 +313,8 @@ def _why_not(ruleset: RuleSet, ev: Evaluation, rec: Candidate, candidates: list[
         if ev.facts.get(f"{drug}_status") == "current":
             out.append(WhyNot(drug, "current", "already taken"))
             continue
-        silent = [(r, ev.silent.get(r.id, [])) for r in ruleset.rules
-                  if r.spec.then.recommend and r.spec.then.recommend.drug == drug
-                  and r.id in ev.silent]
+        silent = [(r, ev.unmet(r.id)) for r in ruleset.recommenders.get(drug, ())
+                  if r.id not in fired and r.spec.then.recommend.action in STARTING]
         if silent:
             reasons = "; ".join(f"{r.id} needs {', '.join(unmet) or 'its conditions'}"
                                 for r, unmet in silent[:2])

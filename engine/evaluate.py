@@ -5,7 +5,7 @@ parts of every rule that stayed silent, so later stages never re-derive anything
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import conditions as C
@@ -29,10 +29,15 @@ class Evaluation:
     facts: dict[str, Any]
     fired: tuple[Fired, ...]
     derived: frozenset[str]
-    silent: dict[str, list[str]]  # rule id -> unmet conditions
+    rules: dict[str, Rule] = field(default_factory=dict)
 
     def fired_ids(self) -> set[str]:
         return {f.rule.id for f in self.fired}
+
+    def unmet(self, rule_id: str) -> list[str]:
+        """Why a rule stayed silent: the parts of its condition that are false or
+        unknown for this patient (computed on demand, for the explanation only)."""
+        return C.unmet(self.rules[rule_id].condition, self.facts, self.derived)
 
 
 def _matched(branch: C.Branch, facts: dict[str, Any]) -> dict[str, Any]:
@@ -53,8 +58,4 @@ def evaluate(patient: Patient, compiled: CompiledRules) -> Evaluation:
     by_id = ruleset.by_id
     fired = tuple(Fired(by_id[f.rule], _matched(compiled.branches[f.rule][f.branch], facts))
                   for f in firings)
-    derived_set = frozenset(derived)
-    fired_ids = {f.rule for f in firings}
-    silent = {r.id: C.unmet(r.condition, facts, derived_set)
-              for r in ruleset.rules if r.id not in fired_ids and r.spec.then.recommend}
-    return Evaluation(patient, facts, fired, derived_set, silent)
+    return Evaluation(patient, facts, fired, frozenset(derived), by_id)

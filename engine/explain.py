@@ -82,25 +82,25 @@ def explain(ruleset: RuleSet, ev: Evaluation, decision: Decision,
     """Assemble the Result (contract section 2) and the explanation around it."""
     rec = decision.recommendation
     prov = ruleset.provenance
-    result = Result(
+    result = Result.model_construct(
         patient_id=ev.patient.id,
         as_of=ev.patient.as_of.isoformat(),
-        ruleset=RulesetInfo(name=prov.name, version=prov.version, sha256=ruleset.sha256),
+        ruleset=RulesetInfo.model_construct(name=prov.name, version=prov.version, sha256=ruleset.sha256),
         input_sha256=input_sha256,
-        recommendation=Recommendation(
+        recommendation=Recommendation.model_construct(
             action=rec.action, drug=rec.drug, dose=rec.dose, stage=rec.stage,
             summary=rec.summary, rule=rec.rule_id, rationale=decision.rationale,
             evidence=decision.evidence),
-        alternatives=[Alternative(action=a.action, drug=a.drug, rule=a.rule_id,
+        alternatives=[Alternative.model_construct(action=a.action, drug=a.drug, rule=a.rule_id,
                                   rationale=a.summary + ". " + a.rule.spec.because.strip())
                       for a in decision.alternatives if a.rule],
-        excluded=[Exclusion(drug=e.drug, rule=e.rule, reason=e.reason)
+        excluded=[Exclusion.model_construct(drug=e.drug, rule=e.rule, reason=e.reason)
                   for e in decision.excluded],
-        monitoring=[MonitoringItem(what=m.what, when=m.when, rule=m.rule, reason=m.reason)
+        monitoring=[MonitoringItem.model_construct(what=m.what, when=m.when, rule=m.rule, reason=m.reason)
                     for m in decision.monitoring],
-        warnings=[Warning(severity=s, message=m, rule=r) for s, m, r in decision.warnings],
-        missing_data=[MissingData(field=f, why=w) for f, w in decision.missing_data],
-        trace=[TraceEntry(rule=f.rule.id, kind=f.rule.spec.then.kind,
+        warnings=[Warning.model_construct(severity=s, message=m, rule=r) for s, m, r in decision.warnings],
+        missing_data=[MissingData.model_construct(field=f, why=w) for f, w in decision.missing_data],
+        trace=[TraceEntry.model_construct(rule=f.rule.id, kind=f.rule.spec.then.kind,
                           matched={k: _trace_value(v) for k, v in f.matched.items()},
                           asserted=_asserted(f)) for f in ev.fired],
         disclaimer=DISCLAIMER,

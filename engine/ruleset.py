@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -193,15 +194,25 @@ class RuleSet:
     inactive: tuple[RuleSpec, ...] = ()
     thresholds: dict[str, float] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def by_id(self) -> dict[str, Rule]:
         return {r.id: r for r in self.rules}
 
-    @property
+    @cached_property
     def teratogens(self) -> frozenset[str]:
         return frozenset(name for name, d in self.drugs.items() if d.teratogenic)
 
-    @property
+    @cached_property
+    def recommenders(self) -> dict[str, tuple[Rule, ...]]:
+        """Drug -> the rules that may recommend it (for "why not")."""
+        out: dict[str, list[Rule]] = {}
+        for r in self.rules:
+            rec = r.spec.then.recommend
+            if rec and rec.drug:
+                out.setdefault(rec.drug, []).append(r)
+        return {k: tuple(v) for k, v in out.items()}
+
+    @cached_property
     def drug_classes(self) -> dict[str, str]:
         return {name: d.drug_class for name, d in self.drugs.items()}
 

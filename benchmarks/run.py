@@ -1,0 +1,134 @@
+"""Benchmarks (measurements, never test assertions): cold start, throughput, memory.
+
+    .venv/bin/python benchmarks/run.py [--patients 3000]
+
+Prints one table; the closing note of each session copies it.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from generate import patients  # noqa: E402
+
+from cledecide import default_rules_dir, evaluate_patient, load_ruleset  # noqa: E402
+from cledecide.engine import conditions as C  # noqa: E402
+from cledecide.engine.compile import compile_rules  # noqa: E402
+from cledecide.engine.evaluate import evaluate  # noqa: E402
+from cledecide.engine.facts import patient_facts  # noqa: E402
+from cledecide.engine.models import Patient  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+def timed(cmd: list[str], runs: int) -> float:
+    samples = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        samples.append(time.perf_counter() - t)
+    return statistics.median(samples)
+
+
+def cold_start(runs: int = 9) -> tuple[float, float]:
+    example = str(ROOT / "examples" / "refractory-neuropathy.yaml")
+    cli = timed([str(BIN / "cledecide"), "evaluate", example, "--format", "json"], runs)
+    base = timed([sys.executable, "-c", "import typer, yaml, durable.lang"], runs)
+    return cli, base
+
+
+def plain_python(ruleset, facts_list) -> float:
+    """The same rule conditions, evaluated by a plain Python loop with forward chaining."""
+    rules = ruleset.rules
+    t = time.perf_counter()
+    for facts in facts_list:
+        derived: set[str] = set()
+        fired: set[str] = set()
+        changed = True
+        while changed:
+            changed = False
+            for rule in rules:
+                if rule.id in fired:
+                    continue
+                if C.truth(rule.normal, facts, derived) is True:
+                    fired.add(rule.id)
+                    then = rule.spec.then
+                    new = [then.derive] if then.derive else []
+                    if then.recommend and then.recommend.drug:
+                        new.append(f"{then.recommend.drug}_considered")
+                    for name in new:
+                        if name not in derived:
+                            derived.add(name)
+                            changed = True
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--patients", type=int, default=3000)
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+    n = args.patients
+
+    cli, base = cold_start()
+    ruleset = load_ruleset(default_rules_dir())
+    compiled = compile_rules(ruleset)
+    models = [Patient.model_validate(p) for p in patients(n)]
+    facts_list = [patient_facts(m, ruleset.drug_classes, ruleset.teratogens) for m in models]
+
+    for m in models[:50]:  # warm up
+        evaluate_patient(m, ruleset)
+    t = time.perf_counter()
+    firings = 0
+    for facts in facts_list:
+        fired, _ = compiled.run(facts)
+        firings += len(fired)
+    engine_s = time.perf_counter() - t
+    t = time.perf_counter()
+    for m in models:
+        evaluate(m, compiled)
+    evaluate_s = time.perf_counter() - t
+    t = time.perf_counter()
+    for m in models:
+        evaluate_patient(m, ruleset)
+    full_s = time.perf_counter() - t
+    plain_s = plain_python(ruleset, facts_list)
+
+    print(f"rules: {len(ruleset.rules)} active; {firings / n:.1f} firings per patient")
+    print(f"cold start: cledecide evaluate {cli * 1000:.0f} ms; "
+          f"import typer+yaml+durable.lang {base * 1000:.0f} ms; ratio {cli / base:.2f}x")
+    print(f"throughput over {n} patients (one core):")
+    print(f"  durable_rules run only        {n / engine_s:8.0f} patients/s")
+    print(f"  evaluate stage (facts+run)    {n / evaluate_s:8.0f} patients/s")
+    print(f"  full pipeline to Result       {n / full_s:8.0f} patients/s")
+    print(f"  plain-Python loop, same rules {n / plain_s:8.0f} patients/s "
+          f"(durable run / plain = {plain_s / engine_s:.2f})")
+
+    if not args.skip_memory:
+        gc.collect()
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        many = [Patient.model_validate(p) for p in patients(10 * n, seed=2)]
+        gc.collect()
+        rss_models = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        for i, m in enumerate(many):
+            evaluate_patient(m, ruleset)
+            if i == n:
+                rss_at_n = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(f"peak RSS: {rss_before / 1024:.0f} MB before; {rss_models / 1024:.0f} MB with "
+              f"{10 * n} patient models held; {rss_at_n / 1024:.0f} MB after {n} evaluations; "
+              f"{rss_after / 1024:.0f} MB after {10 * n} evaluations "
+              f"(growth over the last {9 * n}: {(rss_after - rss_at_n) / 1024:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()
