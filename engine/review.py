@@ -1,11 +1,13 @@
 """Reviewer tooling as a library: check, list, show (the CLI only formats and exits)."""
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from . import analysis
 from .errors import RuleError
 from .ruleset import Finding, RuleSet, check_folder, default_rules_dir, load_ruleset
 
@@ -29,10 +31,18 @@ def _folder(folder: Path | str | None) -> Path:
     return Path(folder) if folder else default_rules_dir()
 
 
-def check(folder: Path | str | None = None) -> CheckReport:
-    """Every finding of a rule set: format and semantic errors, then warnings."""
+def check(folder: Path | str | None = None, samples: int = 1500,
+          today: dt.date | None = None) -> CheckReport:
+    """Every finding of a rule set: format and semantic errors, then warnings from the
+    static analysis, the review dates and a search of the patient space."""
     path = _folder(folder)
     ruleset, findings = check_folder(path)
+    if ruleset is not None:
+        static = analysis.static_findings(ruleset)
+        findings = findings + static + analysis.review_due(ruleset, today or dt.date.today())
+        if samples and not any(f.severity == "error" for f in static):
+            found = analysis.search(ruleset, samples)
+            findings += analysis.search_findings(ruleset, found)
     findings = sorted(findings, key=lambda f: (f.severity != "error", f.file or "",
                                                f.line or 0, f.code))
     return CheckReport(str(path), findings, ruleset)
@@ -40,6 +50,9 @@ def check(folder: Path | str | None = None) -> CheckReport:
 
 def format_findings(report: CheckReport) -> str:
     lines = [f"{f.severity}: {f.code}: {f}" for f in report.findings]
+    errors = [f for f in report.findings if f.severity == "error"]
+    if errors and report.ruleset is None:
+        lines.append("the rule set cannot be loaded; `cledecide evaluate` refuses it too")
     lines.append(f"{len(report.errors)} errors, {len(report.warnings)} warnings in "
                  f"{report.folder}")
     return "\n".join(lines) + "\n"

@@ -52,6 +52,10 @@ class Provenance(_Strict):
     review_interval_months: int = Field(default=12, ge=1, le=60)
     description: str = ""
     thresholds: dict[Word, Threshold] = Field(default_factory=dict)
+    # `rules check`: patients matching this condition must get a step from a rule other
+    # than a catch-all (`when: always`); others are reported as gaps.
+    gap_check: str | None = None
+    gap_fallbacks: list[str] = Field(default_factory=list)  # rule ids that do not count
 
 
 class EvidenceEntry(_Strict):
@@ -356,6 +360,12 @@ def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
         if entry.dose_limit:  # one place for a dose limit: drugs.yaml
             thresholds[f"{name}_max_mg_per_kg"] = entry.dose_limit.mg_per_kg_per_day
     vocab = C.Vocabulary(specs, frozenset(derived), thresholds)
+    if provenance.gap_check:
+        try:
+            C.nnf(C.parse(provenance.gap_check, vocab), vocab)
+        except C.ConditionError as exc:
+            findings.append(Finding("error", "condition", str(exc), meta_doc.file,
+                                    meta_doc.line_of(("gap_check",)), "gap_check"))
     rules: list[Rule] = []
     depends: dict[str, set[str]] = {}
     for doc, i, spec, stage in entries:

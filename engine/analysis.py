@@ -1,0 +1,242 @@
+"""Rule-set analysis for reviewers, in the spirit of the Drools verifier and the DMN
+analysers: conditions that can never be true (static), and conflicts, masked rules,
+redundant rules and gaps (found by running the real engine over a searched patient
+space: boundary values of every threshold plus seeded random records)."""
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import random
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from . import conditions as C
+from .compile import compile_rules
+from .evaluate import Evaluation, evaluate
+from .facts import UNKNOWN
+from .models import Patient
+from .ruleset import Finding, Rule, RuleSet
+from .space import random_patient
+
+MAX_CONJUNCTS = 512
+MIN_HITS_FOR_MASKED = 5  # fewer sightings say more about the search than the rule
+
+
+# ------------------------------------------------------------------ static
+
+def dnf(node: C.Node) -> list[list[C.Leaf]]:
+    """Every way a normal-form condition can be true, as lists of leaves."""
+    if isinstance(node, C.Leaf):
+        return [[node]]
+    if isinstance(node, C.Any_):
+        out: list[list[C.Leaf]] = []
+        for item in node.items:
+            out.extend(dnf(item))
+        return out[:MAX_CONJUNCTS]
+    if isinstance(node, C.All):
+        acc: list[list[C.Leaf]] = [[]]
+        for item in node.items:
+            acc = [a + b for a in acc for b in dnf(item)][:MAX_CONJUNCTS]
+        return acc
+    raise TypeError(node)
+
+
+def _satisfiable(leaves: list[C.Leaf], ruleset: RuleSet) -> bool:
+    by_fact: dict[str, list[C.Leaf]] = {}
+    for leaf in leaves:
+        if leaf.op != "derived":
+            by_fact.setdefault(leaf.fact, []).append(leaf)
+    for fact, tests in by_fact.items():
+        spec = ruleset.facts[fact]
+        if spec.kind == "number":
+            lo, lo_open, hi, hi_open = float("-inf"), False, float("inf"), False
+            known = unknown = False
+            for leaf in tests:
+                if leaf.op == "unknown":
+                    unknown = True
+                    continue
+                known = True
+                if leaf.op in ("ge", "gt") and (leaf.value > lo or
+                                                (leaf.value == lo and leaf.op == "gt")):
+                    lo, lo_open = leaf.value, leaf.op == "gt"
+                if leaf.op in ("le", "lt") and (leaf.value < hi or
+                                                (leaf.value == hi and leaf.op == "lt")):
+                    hi, hi_open = leaf.value, leaf.op == "lt"
+            if (known and unknown) or lo > hi or (lo == hi and (lo_open or hi_open)):
+                return False
+        else:
+            allowed = set(spec.domain) | {UNKNOWN}
+            for leaf in tests:
+                if leaf.op == "eq":
+                    allowed &= {leaf.value}
+                elif leaf.op == "in":
+                    allowed &= set(leaf.value)
+                elif leaf.op == "known":
+                    allowed -= {UNKNOWN}
+                elif leaf.op == "unknown":
+                    allowed &= {UNKNOWN}
+            if not allowed:
+                return False
+    return True
+
+
+def never_true(rule: Rule, ruleset: RuleSet) -> bool:
+    """The rule's own conditions contradict each other: it can never fire."""
+    return not any(_satisfiable(c, ruleset) for c in dnf(rule.normal))
+
+
+# ------------------------------------------------------------------ search
+
+@dataclass(frozen=True)
+class Sample:
+    record: dict[str, Any]
+    evaluation: Evaluation
+
+    def recommenders(self) -> list[Rule]:
+        return [f.rule for f in self.evaluation.fired if f.rule.spec.then.recommend]
+
+
+def search(ruleset: RuleSet, samples: int = 1500, seed: int = 20261125) -> list[Sample]:
+    """Run the real engine over a searched patient space (deterministic for a seed)."""
+    compiled = compile_rules(ruleset)
+    rng = random.Random(seed)
+    out = []
+    for i in range(samples):
+        record = random_patient(rng, ruleset.thresholds, i)
+        out.append(Sample(record, evaluate(Patient.model_validate(record), compiled)))
+    return out
+
+
+def _step(rule: Rule) -> tuple[str, str | None]:
+    rec = rule.spec.then.recommend
+    assert rec is not None
+    return rec.action, rec.drug
+
+
+def _example(sample: Sample, rules: Iterable[Rule], extra: Iterable[str] = ()) -> str:
+    names: list[str] = list(extra)
+    for rule in rules:
+        names.extend(n for n in rule.condition.facts() if n not in names)
+    facts = sample.evaluation.facts
+    shown = [f"{n}={facts[n]}" for n in names if n in facts and facts[n] != UNKNOWN][:10]
+    derived = sorted(d for d in sample.evaluation.derived if d in names)
+    return "example patient: " + ", ".join(shown + derived)
+
+
+def _finding(code: str, message: str, rules: list[Rule], sample: Sample | None,
+             extra: Iterable[str] = ()) -> Finding:
+    first = rules[0]
+    text = message + (f" ({_example(sample, rules, extra)})" if sample else "")
+    return Finding("warning", code, text, first.file, first.line, None,
+                   tuple(r.id for r in rules))
+
+
+def _is_catch_all(rule: Rule) -> bool:
+    return rule.condition == C.TRUE
+
+
+def search_findings(ruleset: RuleSet, found: list[Sample]) -> list[Finding]:
+    """Conflicts, masked and redundant rules, and gaps, each with an example patient."""
+    out: list[Finding] = []
+    fired_in: dict[str, list[int]] = {}
+    for i, s in enumerate(found):
+        for f in s.evaluation.fired:
+            fired_in.setdefault(f.rule.id, []).append(i)
+
+    conflicts: dict[tuple[str, str], int] = {}
+    for i, s in enumerate(found):
+        recs = s.recommenders()
+        for a, b in itertools.combinations(sorted(recs, key=lambda r: r.id), 2):
+            if a.spec.priority == b.spec.priority and _step(a) != _step(b):
+                conflicts.setdefault((a.id, b.id), i)
+    for (a, b), i in sorted(conflicts.items()):
+        rules = [ruleset.by_id[a], ruleset.by_id[b]]
+        out.append(_finding("conflict", f"'{a}' and '{b}' have the same priority "
+                            f"({rules[0].spec.priority}) and recommend different steps for "
+                            f"a patient both match", rules, found[i]))
+
+    for rule in ruleset.rules:
+        if not rule.spec.then.recommend or _is_catch_all(rule) or \
+                rule.id in ruleset.provenance.gap_fallbacks:
+            continue
+        hits = fired_in.get(rule.id, [])
+        if not hits:
+            out.append(_finding("unreached", f"'{rule.id}' fired for none of "
+                                f"{len(found)} searched patients", [rule], None))
+            continue
+        masks = None
+        for i in hits:
+            higher = {r.id for r in found[i].recommenders()
+                      if r.spec.priority > rule.spec.priority}
+            masks = higher if masks is None else masks & higher
+            if not masks:
+                break
+        if masks and len(hits) >= MIN_HITS_FOR_MASKED:
+            by = ruleset.by_id[sorted(masks)[0]]
+            out.append(_finding("masked", f"'{rule.id}' can never win: '{by.id}' (priority "
+                                f"{by.spec.priority}) matched every time it did "
+                                f"({len(hits)} patients)", [rule, by], found[hits[0]]))
+
+    effects: dict[str, list[Rule]] = {}
+    for rule in ruleset.rules:
+        key = rule.spec.then.model_dump_json(exclude_none=True)
+        effects.setdefault(key, []).append(rule)
+    for group in effects.values():
+        for a, b in itertools.permutations(group, 2):
+            ha, hb = set(fired_in.get(a.id, [])), set(fired_in.get(b.id, []))
+            if ha and ha <= hb and (ha != hb or a.id > b.id) and \
+                    a.spec.priority <= b.spec.priority:
+                out.append(_finding("redundant", f"'{a.id}' does what '{b.id}' does, and "
+                                    f"only for patients '{b.id}' also matches",
+                                    [a, b], found[min(ha)]))
+
+    gap_rule = ruleset.provenance.gap_check
+    vocab = C.Vocabulary(ruleset.facts, ruleset.derived, ruleset.thresholds)
+    must = C.parse(gap_rule, vocab) if gap_rule else C.TRUE
+    for i, s in enumerate(found):
+        if C.truth(must, s.evaluation.facts, s.evaluation.derived) is not True:
+            continue
+        fallbacks = set(ruleset.provenance.gap_fallbacks)
+        real = [r for r in s.recommenders()
+                if not _is_catch_all(r) and r.id not in fallbacks]
+        if not real:
+            catch = [r for r in s.recommenders()] or list(ruleset.rules[:1])
+            facts = s.evaluation.facts
+            shown = list(must.facts()) + [k for k, v in sorted(facts.items())
+                                          if k.endswith("_status") and v != "never"]
+            out.append(_finding("gap", f"no rule suggests a step (beyond the catch-all) "
+                                f"for a patient with {gap_rule or 'any record'}", catch, s,
+                                shown))
+            break
+    return out
+
+
+def review_due(ruleset: RuleSet, today: dt.date) -> list[Finding]:
+    """The rule set, or a rule, past its review interval."""
+    months = ruleset.provenance.review_interval_months
+    limit = dt.timedelta(days=int(months * 30.44))
+    out = []
+    if today - ruleset.provenance.last_reviewed > limit:
+        out.append(Finding("warning", "review-due", f"rule set last reviewed "
+                           f"{ruleset.provenance.last_reviewed}, more than {months} months "
+                           f"ago", f"{ruleset.folder}/ruleset.yaml"))
+    for rule in ruleset.rules:
+        if rule.spec.last_reviewed and today - rule.spec.last_reviewed > limit:
+            out.append(Finding("warning", "review-due", f"rule '{rule.id}' last reviewed "
+                               f"{rule.spec.last_reviewed}, more than {months} months ago",
+                               rule.file, rule.line, None, (rule.id,)))
+    return out
+
+
+def static_findings(ruleset: RuleSet) -> list[Finding]:
+    """Contradictory conditions (errors) and evidence nobody cites (warnings)."""
+    out = [Finding("error", "never-fires", f"rule '{r.id}': its conditions contradict each "
+                   f"other, so it can never fire", r.file, r.line, "when", (r.id,))
+           for r in ruleset.rules if never_true(r, ruleset)]
+    cited = {k for r in ruleset.rules for k in r.spec.evidence}
+    cited |= {k for d in ruleset.drugs.values() for k in d.evidence}
+    cited |= {k for d in ruleset.drugs.values() if d.dose_limit for k in d.dose_limit.evidence}
+    for key in sorted(set(ruleset.evidence) - cited):
+        out.append(Finding("warning", "uncited-evidence", f"evidence '{key}' is cited by no "
+                           f"rule", f"{ruleset.folder}/evidence.yaml"))
+    return out
