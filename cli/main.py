@@ -77,3 +77,4 @@ def schema(kind: str = typer.Argument(..., help=f"One of: {', '.join(SCHEMAS)}."
 from cledecide.cli import review  # noqa: E402  (registers the `rules` commands)
 
 review.register(rules_app, guarded, fail)
+review.register_more(rules_app, guarded, fail)

@@ -14,9 +14,18 @@ def register(app: typer.Typer, guarded: Callable, fail: Callable) -> None:
 
     @app.command("check")
     def check(folder: Optional[Path] = typer.Argument(None, help="Rules folder (default: shipped)."),
-              strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings.")) -> None:
+              strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings."),
+              samples: int = typer.Option(1500, "--samples", min=0,
+                                          help="Patients searched for conflicts and gaps."),
+              today: Optional[str] = typer.Option(None, "--today",
+                                                  help="Date for review-due checks (YYYY-MM-DD).")) -> None:
         """Check a rule set: errors exit 2, warnings exit 0 (1 with --strict)."""
-        report = guarded(review.check, folder)
+        import datetime as dt
+        try:
+            day = dt.date.fromisoformat(today) if today else None
+        except ValueError:
+            fail(f"--today: must be a date (YYYY-MM-DD), got {today!r}")
+        report = guarded(review.check, folder, samples, day)
         typer.echo(review.format_findings(report), nl=False)
         if report.errors:
             raise typer.Exit(2)
@@ -33,3 +42,37 @@ def register(app: typer.Typer, guarded: Callable, fail: Callable) -> None:
              folder: Optional[Path] = typer.Option(None, "--rules", help="Rules folder.")) -> None:
         """One rule in full, with its evidence."""
         typer.echo(guarded(review.show_rule, rule_id, folder), nl=False)
+
+
+def register_more(app: typer.Typer, guarded: Callable, fail: Callable) -> None:
+    """`rules test`, `rules diff`, `rules graph`."""
+
+    @app.command("test")
+    def test(folder: Optional[Path] = typer.Argument(None, help="Rules folder (default: shipped)."),
+             scenarios: Optional[Path] = typer.Option(None, "--scenarios",
+                                                      help="Scenario folder (default: scenarios/ "
+                                                           "beside the rules, or the shipped ones)."),
+             coverage: bool = typer.Option(True, "--coverage/--no-coverage")) -> None:
+        """Run the scenario files; print failures as expected-vs-got and a closing line."""
+        report = guarded(review.test, folder, scenarios)
+        typer.echo(review.format_test(report, coverage), nl=False)
+        if report.failed:
+            raise typer.Exit(1)
+
+    @app.command("diff")
+    def diff_(old: Path = typer.Argument(..., help="The rules folder before the change."),
+              new: Path = typer.Argument(..., help="The rules folder after the change."),
+              scenarios: Optional[Path] = typer.Option(None, "--scenarios"),
+              examples: Optional[Path] = typer.Option(None, "--examples",
+                                                      help="Also compare these patients.")) -> None:
+        """Rules added, removed and changed, and every patient whose step changes."""
+        typer.echo(review.format_diff(guarded(review.diff, old, new, scenarios, examples)),
+                   nl=False)
+
+    @app.command("graph")
+    def graph(folder: Optional[Path] = typer.Argument(None, help="Rules folder."),
+              fmt: str = typer.Option("mermaid", "--format", help="mermaid or dot.")) -> None:
+        """The ladder as a flowchart (Mermaid renders in Markdown viewers)."""
+        if fmt not in ("mermaid", "dot"):
+            fail(f"unknown graph format '{fmt}'; use mermaid or dot")
+        typer.echo(guarded(review.graph, folder, fmt), nl=False)

@@ -9,6 +9,7 @@ import yaml
 
 from . import analysis
 from .errors import RuleError
+from .load import load_file
 from .ruleset import Finding, RuleSet, check_folder, default_rules_dir, load_ruleset
 
 
@@ -43,8 +44,8 @@ def check(folder: Path | str | None = None, samples: int = 1500,
         if samples and not any(f.severity == "error" for f in static):
             found = analysis.search(ruleset, samples)
             findings += analysis.search_findings(ruleset, found)
-    findings = sorted(findings, key=lambda f: (f.severity != "error", f.file or "",
-                                               f.line or 0, f.code))
+    findings = sorted(findings, key=lambda f: (f.severity != "error", f.code != "format",
+                                               f.file or "", f.line or 0, f.code))
     return CheckReport(str(path), findings, ruleset)
 
 
@@ -82,4 +83,195 @@ def show_rule(rule_id: str, folder: Path | str | None = None) -> str:
            "evidence:"]
     for key in rule.spec.evidence:
         out.append(f"  [{key}] {' '.join(rs.evidence[key].citation.split())}")
+    return "\n".join(out) + "\n"
+
+
+def default_scenarios_dir(rules_folder: Path) -> Path:
+    """scenarios/ beside the rules folder, else the repository's or package's copy."""
+    candidate = rules_folder.parent / "scenarios"
+    if candidate.is_dir():
+        return candidate
+    from importlib.resources import files
+    return Path(str(files("cledecide.scenarios")))
+
+
+def test(folder: Path | str | None = None, scenarios: Path | str | None = None):
+    """Run scenario files against a rule set (see engine/scenarios.py)."""
+    from .scenarios import run_scenarios
+    rules_folder = _folder(folder)
+    ruleset = load_ruleset(rules_folder)
+    where = Path(scenarios) if scenarios else default_scenarios_dir(rules_folder)
+    if not where.is_dir():
+        raise RuleError("no scenario folder found (give --scenarios DIR)", str(where))
+    return run_scenarios(where, ruleset)
+
+
+def format_test(report, coverage: bool = True) -> str:
+    from .scenarios import format_report
+    return format_report(report, coverage)
+
+
+# ------------------------------------------------------------------------- diff
+
+@dataclass(frozen=True)
+class RuleDiff:
+    added: list[str]
+    removed: list[str]
+    changed: dict[str, list[str]]          # rule id -> changed fields
+    other: list[str]                        # thresholds, drugs, evidence, provenance
+    outcomes: list[tuple[str, str, str]]    # case, old step, new step
+
+
+def _step(result: dict) -> str:
+    rec = result["recommendation"]
+    return f"{rec['action']} {rec['drug'] or ''}".strip() + f" [{rec['rule']}]"
+
+
+def _cases(scenarios: Path | None, examples: Path | None):
+    from .scenarios import expand, scenario_files
+    if scenarios and scenarios.is_dir():
+        for path in scenario_files(scenarios):
+            for name, record, _ in expand(load_file(path, RuleError).data):
+                yield f"{path.name}: {name}", record
+    if examples and examples.is_dir():
+        for path in sorted(examples.glob("*.yaml")):
+            if path.name != "expected.yaml":
+                yield f"example {path.name}", load_file(path).data
+
+
+def diff(old: Path | str, new: Path | str, scenarios: Path | str | None = None,
+         examples: Path | str | None = None) -> RuleDiff:
+    """What changed between two rule sets, and for which patients the step changes."""
+    import json
+    from . import evaluate as ev_mod
+    from .compile import compile_rules
+    from .decide import decide
+    from .load import parse
+    from .validate import validate_patient
+    a, b = load_ruleset(old), load_ruleset(new)
+    ra, rb = a.by_id, b.by_id
+    changed: dict[str, list[str]] = {}
+    for rid in sorted(set(ra) & set(rb)):
+        da = ra[rid].spec.model_dump(mode="json")
+        db = rb[rid].spec.model_dump(mode="json")
+        fields = [k for k in da if da[k] != db.get(k)]
+        if fields:
+            changed[rid] = fields
+    other = []
+    ta, tb = a.provenance.thresholds, b.provenance.thresholds
+    for name in sorted(set(ta) | set(tb)):
+        va = ta[name].value if name in ta else None
+        vb = tb[name].value if name in tb else None
+        if va != vb:
+            other.append(f"threshold {name}: {va} -> {vb}")
+    for name in sorted(set(a.drugs) | set(b.drugs)):
+        if (a.drugs.get(name) and a.drugs[name].model_dump()) != \
+                (b.drugs.get(name) and b.drugs[name].model_dump()):
+            other.append(f"drug {name} changed in drugs.yaml")
+    if set(a.evidence) != set(b.evidence):
+        other.append("evidence keys: " + ", ".join(
+            [f"+{k}" for k in sorted(set(b.evidence) - set(a.evidence))] +
+            [f"-{k}" for k in sorted(set(a.evidence) - set(b.evidence))]))
+    if a.provenance.version != b.provenance.version:
+        other.append(f"version {a.provenance.version} -> {b.provenance.version}")
+    ca, cb = compile_rules(a), compile_rules(b)
+    outcomes = []
+    where = Path(scenarios) if scenarios else default_scenarios_dir(Path(new))
+    ex_dir = Path(examples) if examples else None
+    for name, record in _cases(where, ex_dir):
+        patient = validate_patient(parse(json.dumps(record, default=str).encode(), name))
+        steps = []
+        for rs, comp in ((a, ca), (b, cb)):
+            e = ev_mod.evaluate(patient, comp)
+            d = decide(rs, e)
+            rec = d.recommendation
+            steps.append(f"{rec.action} {rec.drug or ''}".strip() + f" [{rec.rule_id}]")
+        if steps[0] != steps[1]:
+            outcomes.append((name, steps[0], steps[1]))
+    return RuleDiff(sorted(set(rb) - set(ra)), sorted(set(ra) - set(rb)), changed, other,
+                    outcomes)
+
+
+def format_diff(d: RuleDiff) -> str:
+    out = []
+    out += [f"+ added   {r}" for r in d.added]
+    out += [f"- removed {r}" for r in d.removed]
+    out += [f"~ changed {r}: {', '.join(f)}" for r, f in d.changed.items()]
+    out += [f"~ {o}" for o in d.other]
+    if not (d.added or d.removed or d.changed or d.other):
+        out.append("no rule changes")
+    out.append("")
+    if d.outcomes:
+        out.append(f"{len(d.outcomes)} patients get a different step (old | new):")
+        for name, old, new in d.outcomes:
+            out.append(f"  {name}")
+            out.append(f"    old: {old}")
+            out.append(f"    new: {new}")
+    else:
+        out.append("no scenario or example changes its step")
+    return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------------ graph
+
+def _node(name: str) -> str:
+    return name.replace(".", "_").replace("-", "_")
+
+
+GENERIC = {"active_disease", "severe_disease"}
+
+
+def graph(folder: Path | str | None = None, fmt: str = "mermaid") -> str:
+    """The ladder as a flowchart: stages, drugs, what moves a patient on, exclusions."""
+    rs = load_ruleset(_folder(folder))
+    stages = ["topical", "antimalarial", "bridge", "immunosuppressant", "refractory",
+              "specialist", "monitoring"]
+    edges: list[tuple[str, str, str, str]] = []  # from, to, label, style
+    drugs_by_stage: dict[str, set[str]] = {}
+    for r in rs.rules:
+        rec = r.spec.then.recommend
+        if rec and rec.drug and rec.action in ("start", "add", "switch", "reintroduce"):
+            drugs_by_stage.setdefault(rs.drugs[rec.drug].stage, set()).add(rec.drug)
+            gates = [n for n in dict.fromkeys(r.condition.facts()) if n in rs.derived
+                     and not n.endswith("_considered")]
+            specific = [g for g in gates if g not in GENERIC] or gates or ["patient"]
+            for g in specific[:1]:
+                edges.append((g, rec.drug, f"{rec.action} p{r.spec.priority}", "solid"))
+        if r.spec.then.derive:
+            for n in dict.fromkeys(r.condition.facts()):
+                if n in rs.derived:
+                    edges.append((n, r.spec.then.derive, "", "solid"))
+    for r in rs.rules:
+        for drug in r.spec.then.exclude or []:
+            edges.append((r.id, drug, "excludes", "dashed"))
+    safety = sorted({e[0] for e in edges if e[3] == "dashed"})
+    facts = sorted({e[0] for e in edges if e[3] == "solid"} | {e[1] for e in edges
+                   if e[1] in rs.derived})
+    unique = list(dict.fromkeys(edges))
+    if fmt == "dot":
+        out = ["digraph ladder {", "  rankdir=LR; node [fontsize=10];"]
+        for stage in stages:
+            if stage in drugs_by_stage:
+                out.append(f'  subgraph cluster_{stage} {{ label="{stage}";')
+                out += [f'    {_node(d)} [label="{d}", shape=box];'
+                        for d in sorted(drugs_by_stage[stage])]
+                out.append("  }")
+        out += [f'  {_node(f)} [label="{f}", shape=ellipse];' for f in facts]
+        out += [f'  {_node(s)} [label="{s}", shape=note, color=red];' for s in safety]
+        for a, b, label, style in unique:
+            out.append(f'  {_node(a)} -> {_node(b)} [label="{label}", style={style}'
+                       + (", color=red" if style == "dashed" else "") + "];")
+        out.append("}")
+        return "\n".join(out) + "\n"
+    out = ["flowchart LR"]
+    for stage in stages:
+        if stage in drugs_by_stage:
+            out.append(f"  subgraph {stage}")
+            out += [f"    {_node(d)}[{d}]" for d in sorted(drugs_by_stage[stage])]
+            out.append("  end")
+    out += [f"  {_node(f)}([{f}])" for f in facts]
+    out += [f"  {_node(s)}{{{{{s}}}}}" for s in safety]
+    for a, b, label, style in unique:
+        arrow = "-.->" if style == "dashed" else "-->"
+        out.append(f"  {_node(a)} {arrow}" + (f"|{label}|" if label else "") + f" {_node(b)}")
     return "\n".join(out) + "\n"

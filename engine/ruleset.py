@@ -418,8 +418,9 @@ def load_ruleset(folder: Path | str) -> RuleSet:
     """A checked RuleSet, or the first error (by file and line) as a RuleError."""
     ruleset, findings = check_folder(folder)
     if ruleset is None:
+        # Unreadable files first: their rules are missing, which causes the rest.
         errors = sorted((f for f in findings if f.severity == "error"),
-                        key=lambda f: (f.file or "", f.line or 0))
+                        key=lambda f: (f.code != "format", f.file or "", f.line or 0))
         first = errors[0]
         more = f" (and {len(errors) - 1} more errors; run 'cledecide rules check')" \
             if len(errors) > 1 else ""

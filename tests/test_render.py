@@ -50,3 +50,10 @@ def test_json_is_byte_identical_and_valid(name: str) -> None:
                                "recommendation", "alternatives", "excluded", "monitoring",
                                "warnings", "missing_data", "trace", "disclaimer"]
     assert len(data["input_sha256"]) == 64 and len(data["ruleset"]["sha256"]) == 64
+
+
+def test_committed_schemas_are_current() -> None:
+    """schemas/*.json are what the models generate (run tests/update_golden.py)."""
+    for name in ("patient", "result", "rules", "ruleset", "drugs", "evidence"):
+        committed = json.loads((ROOT / "schemas" / f"{name}.schema.json").read_text())
+        assert committed == schema(name), name

@@ -1,9 +1,17 @@
-"""Regenerate the golden text outputs: `python tests/update_golden.py` (review the diff)."""
+"""Regenerate everything that is generated from the code and rules, for review in the
+diff: the golden text outputs, the README's example and ladder graph, and schemas/.
+
+    .venv/bin/python tests/update_golden.py
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
+import json
+
 from cledecide import evaluate_file, to_text
+from cledecide.engine.review import graph
+from cledecide.engine.schema import SCHEMAS, schema
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -14,15 +22,22 @@ def main() -> None:
             continue
         text = to_text(evaluate_file(path.relative_to(ROOT), ROOT / "rules"))
         (ROOT / "tests" / "golden" / (path.stem + ".txt")).write_text(text)
+    example = (ROOT / "tests" / "golden" / "hcq-inadequate.txt").read_text()
+    embed("example", "```text\n$ cledecide evaluate examples/hcq-inadequate.yaml\n"
+                     f"{example}```")
+    embed("graph", f"```mermaid\n{graph(ROOT / 'rules')}```")
+    for name in SCHEMAS:
+        (ROOT / "schemas" / f"{name}.schema.json").write_text(
+            json.dumps(schema(name), indent=2, sort_keys=True) + "\n")
+
+
+def embed(marker: str, block: str) -> None:
+    """Replace the README text between <!-- marker:start --> and <!-- marker:end -->."""
     readme = ROOT / "README.md"
-    start, end = "<!-- example:start -->", "<!-- example:end -->"
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
     body = readme.read_text()
-    if start in body and end in body:
-        example = (ROOT / "tests" / "golden" / "hcq-inadequate.txt").read_text()
-        block = f"{start}\n```text\n$ cledecide evaluate examples/hcq-inadequate.yaml\n" \
-                f"{example}```\n{end}"
-        head, rest = body.split(start, 1)
-        readme.write_text(head + block + rest.split(end, 1)[1])
+    head, rest = body.split(start, 1)
+    readme.write_text(head + f"{start}\n{block}\n{end}" + rest.split(end, 1)[1])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Scenario files for `cledecide rules test`, shipped with the package."""

@@ -1,0 +1,206 @@
+"""Reviewer workflow: check, test, diff, graph, list, show, on the shipped rules and on
+deliberately broken copies."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cledecide.cli.main import app
+
+from conftest import EXAMPLES, ROOT, RULES
+
+runner = CliRunner()
+SCENARIOS = ROOT / "scenarios"
+
+
+def cli(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def rules(tmp_path) -> Path:
+    """A private copy of the shipped rules to break."""
+    copy = tmp_path / "rules"
+    shutil.copytree(RULES, copy)
+    return copy
+
+
+def edit(path: Path, old: str, new: str, count: int = 1) -> None:
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, count))
+
+
+def test_shipped_rules_have_no_errors() -> None:
+    r = cli("rules", "check", RULES, "--today", "2026-11-25")
+    assert r.exit_code == 0, r.output
+    assert " 0 errors" in r.output.splitlines()[-1] or r.output.splitlines()[-1].startswith("0 errors")
+
+
+BROKEN = [
+    ("yaml", "topical.yaml", "  - id: topical.insufficient", "  - id: [topical.insufficient",
+     "YAML syntax"),
+    ("unknown key", "topical.yaml", "    priority: 20\n", "    priority: 20\n    colour: red\n",
+     "unknown field"),
+    ("wrong type", "topical.yaml", "    priority: 20\n", "    priority: high\n", "must be a number"),
+    ("bad action", "topical.yaml", "{action: start, drug: topical_corticosteroid}",
+     "{action: prescribe, drug: topical_corticosteroid}", "must be one of"),
+    ("bad stage", "topical.yaml", "stage: topical", "stage: cream", "must be one of"),
+    ("unknown drug", "topical.yaml", "drug: topical_corticosteroid}", "drug: aspirin}",
+     "must be one of"),
+    ("unknown fact", "topical.yaml", "extent == localized", "extnt == localized", "unknown fact"),
+    ("unknown word", "topical.yaml", "extent == localized", "extent == everywhere",
+     "not a value"),
+    ("unknown evidence", "topical.yaml", "evidence: [kuhn-2017, worm-2021]",
+     "evidence: [kuhn-2017, smith-1999]", "unknown evidence key"),
+    ("dangling derived", "antimalarial.yaml", "when: topicals_insufficient",
+     "when: topicals_failed", "unknown fact 'topicals_failed'"),
+    ("operator syntax", "topical.yaml", "extent == localized", "$gte extent 1", "cannot read"),
+    ("negated derived", "antimalarial.yaml", "when: topicals_insufficient",
+     "when: {not: topicals_insufficient}", "cannot be negated"),
+]
+
+
+@pytest.mark.parametrize("name, file, old, new, words", BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_rules_are_errors_with_file_and_line(rules, name, file, old, new, words) -> None:
+    edit(rules / file, old, new)
+    r = cli("rules", "check", rules, "--samples", "0")
+    assert r.exit_code == 2, r.output
+    assert words in r.output
+    assert f"{file}:" in r.output
+    ev = cli("evaluate", EXAMPLES / "hcq-inadequate.yaml", "--rules", rules)
+    assert ev.exit_code == 2 and words in ev.output and "NEXT STEP" not in ev.output
+
+
+def test_duplicate_ids_across_files(rules) -> None:
+    edit(rules / "bridge.yaml", "id: bridge.corticosteroid.taper", "id: topical.insufficient")
+    r = cli("rules", "check", rules, "--samples", "0")
+    assert r.exit_code == 2 and "duplicate rule id 'topical.insufficient'" in r.output
+    assert "bridge.yaml:" in r.output and "first at" in r.output
+
+
+def test_circular_derivation(rules) -> None:
+    edit(rules / "topical.yaml", "        - topical_corticosteroid_status in [current, stopped]",
+         "        - systemic_therapy_indicated")
+    r = cli("rules", "check", rules, "--samples", "0")
+    assert r.exit_code == 2 and "circular derivation" in r.output
+
+
+def test_contradictory_rule_never_fires(rules) -> None:
+    edit(rules / "topical.yaml", "        - extent == localized\n        - topical_corticosteroid_status == never",
+         "        - extent == localized\n        - extent == widespread")
+    r = cli("rules", "check", rules, "--samples", "0")
+    assert r.exit_code == 2 and "never-fires" in r.output and "topical.corticosteroid.localized" in r.output
+
+
+def test_conflict_and_strict(rules) -> None:
+    edit(rules / "topical.yaml", "priority: 18", "priority: 20")
+    r = cli("rules", "check", rules, "--samples", "300", "--today", "2026-11-25")
+    assert r.exit_code == 0
+    assert "conflict" in r.output and "example patient:" in r.output
+    r = cli("rules", "check", rules, "--samples", "300", "--strict", "--today", "2026-11-25")
+    assert r.exit_code == 1
+
+
+def test_masked_rule_is_reported(rules) -> None:
+    edit(rules / "topical.yaml", "priority: 18", "priority: 10")
+    edit(rules / "topical.yaml", "        - topical_calcineurin_inhibitor_status == never",
+         "        - topical_calcineurin_inhibitor_status == never\n"
+         "        - topical_corticosteroid_status == never")
+    r = cli("rules", "check", rules, "--samples", "600", "--today", "2026-11-25")
+    assert "masked: " in r.output and "topical.calcineurin-inhibitor.localized" in r.output
+
+
+def test_redundant_rule_is_reported(rules) -> None:
+    text = (rules / "topical.yaml").read_text()
+    extra = text[text.index("  - id: topical.corticosteroid.localized"):
+                 text.index("  - id: topical.calcineurin-inhibitor.localized")]
+    extra = extra.replace("id: topical.corticosteroid.localized", "id: topical.copy") \
+        .replace("        - topical_corticosteroid_status == never",
+                 "        - topical_corticosteroid_status == never\n        - subtype == DLE")
+    (rules / "topical.yaml").write_text(text + "\n" + extra)
+    r = cli("rules", "check", rules, "--samples", "600", "--today", "2026-11-25")
+    assert "redundant: " in r.output and "'topical.copy' does what" in r.output
+
+
+def test_gap_is_reported(rules) -> None:
+    edit(rules / "general.yaml", "when: active_disease\n    then:\n      recommend:\n        action: refer",
+         "when: {all: [active_disease, pregnant]}\n    then:\n      recommend:\n        action: refer")
+    edit(rules / "ruleset.yaml", "gap_fallbacks: [general.active-unresolved, general.continue]",
+         "gap_fallbacks: [general.continue]")
+    r = cli("rules", "check", rules, "--samples", "800", "--today", "2026-11-25")
+    assert "gap: " in r.output and "example patient:" in r.output
+
+
+def test_missing_evidence_uncited_and_review_due(rules) -> None:
+    edit(rules / "topical.yaml", "    evidence: [kuhn-2017, worm-2021]\n", "", 1)
+    edit(rules / "evidence.yaml", "evidence:\n", "evidence:\n  unused-2020:\n    citation: Nobody cites this.\n")
+    r = cli("rules", "check", rules, "--samples", "0", "--today", "2028-01-01")
+    assert r.exit_code == 0
+    assert "no-evidence" in r.output and "uncited-evidence" in r.output
+    assert "review-due" in r.output
+
+
+def test_scenarios_all_pass_and_cover_every_rule() -> None:
+    r = cli("rules", "test", RULES, "--scenarios", SCENARIOS)
+    assert r.exit_code == 0, r.output
+    last = r.output.strip().splitlines()[-1]
+    passed = int(last.split()[0])
+    assert passed >= 25 and last.endswith("0 failed")
+    assert "0 rules fired in no scenario" in r.output
+
+
+def test_failing_scenario_prints_a_diff(tmp_path) -> None:
+    folder = tmp_path / "sc"
+    folder.mkdir()
+    (folder / "one.yaml").write_text((SCENARIOS / "ladder.yaml").read_text().replace(
+        "      action: start\n      drug: topical_corticosteroid",
+        "      action: start\n      drug: methotrexate"))
+    r = cli("rules", "test", RULES, "--scenarios", folder, "--no-coverage")
+    assert r.exit_code == 1
+    assert "FAIL mild localized DLE starts a topical corticosteroid" in r.output
+    assert "drug: - expected 'methotrexate'  + got 'topical_corticosteroid'" in r.output
+    assert r.output.strip().endswith("1 failed")
+
+
+def test_diff_shows_changed_rules_and_outcomes(rules) -> None:
+    edit(rules / "refractory.yaml", "    title: Thalidomide for refractory disease\n    priority: 70",
+         "    title: Thalidomide for refractory disease\n    priority: 60")
+    r = cli("rules", "diff", RULES, rules, "--scenarios", SCENARIOS, "--examples", EXAMPLES)
+    assert r.exit_code == 0
+    assert "~ changed refractory.thalidomide: priority" in r.output
+    assert "old: add thalidomide [refractory.thalidomide]" in r.output
+    assert "new: add lenalidomide [refractory.lenalidomide]" in r.output
+
+
+def test_diff_added_removed(rules) -> None:
+    edit(rules / "bridge.yaml", "id: bridge.corticosteroid.taper", "id: bridge.corticosteroid.long")
+    r = cli("rules", "diff", RULES, rules, "--scenarios", SCENARIOS)
+    assert "+ added   bridge.corticosteroid.long" in r.output
+    assert "- removed bridge.corticosteroid.taper" in r.output
+
+
+@pytest.mark.parametrize("fmt, head", [("mermaid", "flowchart LR"), ("dot", "digraph ladder")])
+def test_graph(fmt, head) -> None:
+    r = cli("rules", "graph", RULES, "--format", fmt)
+    assert r.exit_code == 0 and r.output.startswith(head)
+    for drug in ("hydroxychloroquine", "methotrexate", "lenalidomide", "thalidomide"):
+        assert drug in r.output
+    assert "excludes" in r.output
+
+
+def test_readme_embeds_current_graph() -> None:
+    r = cli("rules", "graph", RULES)
+    assert r.output in (ROOT / "README.md").read_text()
+
+
+def test_list_and_show() -> None:
+    r = cli("rules", "list", RULES)
+    assert r.exit_code == 0 and "refractory.lenalidomide.neuropathy" in r.output
+    r = cli("rules", "show", "refractory.lenalidomide.neuropathy", "--rules", RULES)
+    assert r.exit_code == 0 and "Cortés-Hernández" in r.output and "when:" in r.output
+    r = cli("rules", "show", "no.such.rule", "--rules", RULES)
+    assert r.exit_code == 2
