@@ -279,6 +279,10 @@ def truth(node: Node, facts: dict[str, Any], derived: set[str] | frozenset[str])
             return known
         if node.op == "unknown":
             return not known
+        if value == UNKNOWN and node.op in ("eq", "in"):
+            # A rule that names the word `unknown` asks for it explicitly.
+            named = node.value == UNKNOWN if node.op == "eq" else UNKNOWN in node.value
+            return True if named else None
         if not known:
             return None
         if node.op == "eq":

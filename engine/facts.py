@@ -178,7 +178,9 @@ def _drug_facts(drug: str, courses: list[Course], p: Patient) -> dict[str, Any]:
     if not courses:
         return {f"{drug}_status": "never"}
     courses = sorted(courses, key=_course_key)
-    latest = courses[-1]
+    ongoing = [c for c in courses if c.stop is None]
+    # An ongoing course is the current one, even when a later course overlaps it.
+    latest = ongoing[-1] if ongoing else courses[-1]
     current = latest.stop is None
     end = latest.stop or p.as_of
     out: dict[str, Any] = {
@@ -199,7 +201,7 @@ def _drug_facts(drug: str, courses: list[Course], p: Patient) -> dict[str, Any]:
         out[f"{drug}_dose_mg_per_day"] = _num(dose)
         if p.demographics.weight_kg:
             out[f"{drug}_dose_mg_per_kg"] = _num(dose / p.demographics.weight_kg)
-    reduced = [c for c in courses[:-1] if c.stop_reason == "dose_reduced"
+    reduced = [c for c in courses if c is not latest and c.stop_reason == "dose_reduced"
                and c.stop is not None and c.stop <= latest.start]
     out[f"{drug}_dose_reduced"] = _tri(current and bool(reduced))
     if current and reduced:

@@ -56,6 +56,8 @@ def friendly_message(error: dict[str, Any]) -> str:
         return f"must be a list, got {_shown(value)}"
     if kind in ("model_type", "dict_type", "model_attributes_type"):
         return f"must be a mapping of fields, got {_shown(value)}"
+    if kind == "too_short":
+        return f"must have at least {ctx.get('min_length')} item(s)"
     if kind == "too_long":
         return f"too many items (at most {ctx.get('max_length')})"
     if kind == "string_too_long":

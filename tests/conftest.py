@@ -91,3 +91,15 @@ def excluded(result: dict[str, Any]) -> set[str]:
 
 def monitoring(result: dict[str, Any]) -> set[str]:
     return {m["what"] for m in result["monitoring"]}
+
+
+# Hypothesis: a fast deterministic profile for CI (the default) and a thorough one.
+import os  # noqa: E402
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile("ci", max_examples=40, derandomize=True, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", max_examples=1000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
