@@ -52,6 +52,19 @@ def guarded(func, *args, **kwargs):
         internal(exc)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from cledecide import __version__
+        typer.echo(f"cledecide {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main_options(version: bool = typer.Option(False, "--version", callback=_version,
+                                              is_eager=True, help="Show the version.")) -> None:
+    """Decision support for cutaneous lupus erythematosus treatment; never an order."""
+
+
 RULES_OPTION = typer.Option(None, "--rules", help="Rules folder (default: the shipped rules).")
 
 

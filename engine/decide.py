@@ -22,6 +22,10 @@ GUARD_RULE = "engine.teratogen-guard"
 FALLBACK_RULE = "engine.no-candidate"
 LADDER = ("topical", "antimalarial", "bridge", "immunosuppressant", "refractory",
           "specialist")
+# The stage after each; the corticosteroid bridge is an adjunct beside the antimalarials.
+NEXT_STAGES = {"topical": ("antimalarial",), "antimalarial": ("bridge", "immunosuppressant"),
+               "bridge": ("immunosuppressant",), "immunosuppressant": ("refractory",),
+               "refractory": ("specialist",), "specialist": ()}
 STOPPING = ("stop", "reduce")
 STARTING = ("start", "add", "switch", "reintroduce")  # never blocked by an exclusion: they lower exposure
 SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
@@ -288,7 +292,7 @@ def _why_not(ruleset: RuleSet, ev: Evaluation, rec: Candidate, candidates: list[
             stages.add(entry.stage)
     ladder_pos = [LADDER.index(s) for s in stages if s in LADDER]
     if ladder_pos:
-        stages.add(LADDER[min(max(ladder_pos) + 1, len(LADDER) - 1)])
+        stages.update(NEXT_STAGES[LADDER[max(ladder_pos)]])
     out = []
     fired = ev.fired_ids()
     for drug in sorted(ruleset.drugs):
