@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .evaluate import Evaluation, Fired
-from .facts import NO
+from .facts import NO, course_key
 from .models import Patient
 from .ruleset import MonitorSpec, Rule, RuleSet
 
@@ -113,8 +113,7 @@ def weight_dose(ruleset: RuleSet, drug: str, weight: float | None) -> tuple[str,
 
 
 def _course_doses(patient: Patient, drug: str) -> list[tuple[Any, float | None, str, str | None]]:
-    courses = sorted((c for c in patient.treatments if c.drug == drug),
-                     key=lambda c: (c.start, c.stop or dt.date.max))
+    courses = sorted((c for c in patient.treatments if c.drug == drug), key=course_key)
     out = []
     for c in courses:
         if c.dose_mg_per_day is not None:
@@ -174,6 +173,16 @@ def _is_systemic(ruleset: RuleSet, drug: str | None) -> bool:
     return bool(drug) and ruleset.drugs[drug].stage != "topical"
 
 
+def _main_current_drug(ruleset: RuleSet, ev: Evaluation) -> str | None:
+    """The current drug highest on the ladder (drugs.yaml order breaks ties), or None."""
+    current = [d for d in ruleset.drugs if ev.facts.get(f"{d}_status") == "current"]
+    if not current:
+        return None
+    rank = {stage: i for i, stage in enumerate(LADDER)}
+    return max(current, key=lambda d: (rank.get(ruleset.drugs[d].stage, -1),
+                                       -list(ruleset.drugs).index(d)))
+
+
 def _candidates(ruleset: RuleSet, ev: Evaluation) -> list[Candidate]:
     out = []
     on_systemic = ev.facts.get("on_systemic_therapy") == "yes"
@@ -185,8 +194,11 @@ def _candidates(ruleset: RuleSet, ev: Evaluation) -> list[Candidate]:
         if action == "start" and on_systemic and _is_systemic(ruleset, spec.drug) and \
                 ev.facts.get(f"{spec.drug}_status") != "current":
             action = "add"  # the patient keeps the systemic drugs already taken
+        drug = spec.drug
+        if action == "continue" and drug is None:
+            drug = _main_current_drug(ruleset, ev)  # contract: the drug continued
         dose = _dose_for(ruleset, ev, action, spec.drug, spec.dose)
-        out.append(Candidate(action, spec.drug, fired.rule.stage, fired.rule.spec.priority,
+        out.append(Candidate(action, drug, fired.rule.stage, fired.rule.spec.priority,
                              fired.rule, dose,
                              _summary(ruleset, ev, fired.rule, action, spec.drug, dose)))
     return sorted(out, key=lambda c: (-c.priority, c.rule.id))

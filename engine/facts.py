@@ -170,14 +170,17 @@ def _reproductive(p: Patient) -> dict[str, Any]:
     return out
 
 
-def _course_key(c: Course) -> tuple[dt.date, dt.date]:
-    return (c.start, c.stop or dt.date.max)
+def course_key(c: Course) -> tuple[Any, ...]:
+    """A total order of courses (by dates, then the rest) so that the order in which
+    the record lists them never changes a fact."""
+    return (c.start, c.stop or dt.date.max, c.dose_mg_per_day or 0, c.dose_mg_per_week or 0,
+            V.RESPONSES.index(c.response), c.stop_reason or "", tuple(sorted(c.adverse_events)))
 
 
 def _drug_facts(drug: str, courses: list[Course], p: Patient) -> dict[str, Any]:
     if not courses:
         return {f"{drug}_status": "never"}
-    courses = sorted(courses, key=_course_key)
+    courses = sorted(courses, key=course_key)
     ongoing = [c for c in courses if c.stop is None]
     # An ongoing course is the current one, even when a later course overlaps it.
     latest = ongoing[-1] if ongoing else courses[-1]
@@ -224,7 +227,9 @@ def patient_facts(p: Patient, drug_classes: dict[str, str],
     f["systemic_lupus"] = _tri(dx.systemic_lupus)
     f["drug_trigger_suspected"] = _tri(bool(dx.suspected_drug_trigger))
 
-    activity = sorted(p.activity, key=lambda a: a.date)
+    # Same-day assessments: the higher activity counts as the later one (conservative).
+    activity = sorted(p.activity, key=lambda a: (a.date, a.clasi_activity,
+                                                 a.clasi_damage if a.clasi_damage is not None else -1))
     if activity:
         latest = activity[-1]
         f["clasi_activity"] = _num(latest.clasi_activity)
@@ -260,7 +265,7 @@ def patient_facts(p: Patient, drug_classes: dict[str, str],
     if "g6pd_deficiency" in present:
         f["g6pd"] = "deficient"
 
-    exams = sorted(p.eye_exams, key=lambda e: e.date)
+    exams = sorted(p.eye_exams, key=lambda e: (e.date, e.result))
     f["retinal_toxicity"] = YES if any(e.result == "toxicity" for e in exams) else NO
     if exams:
         f["days_since_eye_exam"] = _days(exams[-1].date, p.as_of)
