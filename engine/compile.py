@@ -75,6 +75,10 @@ class _Codec:
     def __init__(self, names: list[str], specs: dict[str, Any]) -> None:
         self.keys = {name: f"k{i}" for i, name in enumerate(sorted(names))}
         self.words: dict[str, dict[str, int]] = {}
+        # Closed-world facts with their usual value are not sent at all: absent means
+        # the default (a symptom not listed, a drug never taken).
+        self.defaults = {name: specs[name].default for name in names
+                         if specs[name].default is not None}
         for name in names:
             spec = specs[name]
             if spec.kind in ("bool", "enum"):
@@ -88,8 +92,22 @@ class _Codec:
         return _number(value) if isinstance(value, (int, float)) else value
 
 
+ALWAYS = {"t": PATIENT}
+NEVER = {"t": "never"}
+
+
 def _leaf(leaf: C.Leaf, kind: str, codec: _Codec) -> dict[str, Any]:
     f = codec.keys[leaf.fact]
+    default = codec.defaults.get(leaf.fact)
+    if default is not None and leaf.op in ("eq", "in", "known", "unknown"):
+        words = {leaf.value} if leaf.op == "eq" else set(leaf.value or ())
+        if leaf.op == "known":
+            return ALWAYS
+        if leaf.op == "unknown":
+            return NEVER
+        tests = [{"$nex": {f: 1}}] if default in words else []
+        tests += [{f: codec.value(leaf.fact, w)} for w in sorted(words - {default, UNKNOWN})]
+        return tests[0] if len(tests) == 1 else ({"$or": tests} if tests else NEVER)
     if leaf.op == "eq":
         return {f: codec.value(leaf.fact, leaf.value)}
     if leaf.op == "in":
@@ -207,9 +225,10 @@ class CompiledRules:
         """Fire the rules for one patient in an isolated session, then delete it."""
         fact: dict[str, Any] = {"t": PATIENT}
         value_of = self._codec.value
+        defaults = self._codec.defaults
         for name, key in self._send:
             value = facts.get(name)
-            if value is not None:
+            if value is not None and value != defaults.get(name):
                 fact[key] = value_of(name, value)
         with self._run_lock:
             sid = str(next(_sids))

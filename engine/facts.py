@@ -28,6 +28,9 @@ class FactSpec:
     description: str
     values: tuple[str, ...] = ()
     unit: str = ""
+    # Closed-world facts are never unknown; this is their usual value (e.g. a symptom
+    # not listed is "no"). The compiler uses it to keep the engine's fact small.
+    default: str | None = None
 
     @property
     def domain(self) -> tuple[str, ...]:
@@ -63,13 +66,15 @@ def _specs(drug_classes: Iterable[str]) -> dict[str, FactSpec]:
         FactSpec("clasi_activity_rise_percent", "number",
                  "rise of CLASI activity since the previous assessment", unit="%"),
         FactSpec("days_since_clasi", "number", "days since the latest CLASI", unit="days"),
-        FactSpec("retinal_toxicity", "bool", "an eye exam found antimalarial toxicity"),
+        FactSpec("retinal_toxicity", "bool", "an eye exam found antimalarial toxicity",
+                 default=NO),
         FactSpec("days_since_eye_exam", "number", "days since the latest retinal exam",
                  unit="days"),
         FactSpec("g6pd", "enum", "G6PD status", ("normal", "deficient", UNKNOWN)),
         FactSpec("g6pd_age_days", "number", "age of the G6PD result", unit="days"),
-        FactSpec("on_systemic_therapy", "bool", "any non-topical drug ongoing"),
-        FactSpec("on_teratogen", "bool", "any drug marked teratogenic in drugs.yaml ongoing"),
+        FactSpec("on_systemic_therapy", "bool", "any non-topical drug ongoing", default=NO),
+        FactSpec("on_teratogen", "bool", "any drug marked teratogenic in drugs.yaml ongoing",
+                 default=NO),
     ]
     for lab, unit in (("egfr", "mL/min/1.73 m2"), ("neutrophils", "10^9/L"),
                       ("platelets", "10^9/L"), ("alt", "U/L")):
@@ -77,14 +82,14 @@ def _specs(drug_classes: Iterable[str]) -> dict[str, FactSpec]:
         s.append(FactSpec(f"{lab}_age_days", "number", f"age of the latest {lab} result",
                           unit="days"))
     for word in V.CONDITIONS:
-        s.append(FactSpec(word, "bool", f"comorbidity: {word.replace('_', ' ')}"))
+        s.append(FactSpec(word, "bool", f"comorbidity: {word.replace('_', ' ')}", default=NO))
     for word in V.SYMPTOMS:
-        s.append(FactSpec(word, "bool", f"new symptom: {word.replace('_', ' ')}"))
+        s.append(FactSpec(word, "bool", f"new symptom: {word.replace('_', ' ')}", default=NO))
     for drug in V.DRUGS:
         name = drug.replace("_", " ")
         s += [
             FactSpec(f"{drug}_status", "enum", f"{name}: never taken, current or stopped",
-                     ("never", "current", "stopped")),
+                     ("never", "current", "stopped"), default="never"),
             FactSpec(f"{drug}_response", "enum", f"{name}: response of the latest course",
                      V.RESPONSES),
             FactSpec(f"{drug}_months", "number", f"{name}: length of the latest course",
@@ -99,16 +104,17 @@ def _specs(drug_classes: Iterable[str]) -> dict[str, FactSpec]:
                      f"{name}: current daily dose per kg real body weight",
                      unit="mg/kg/day"),
             FactSpec(f"{drug}_dose_reduced", "bool",
-                     f"{name}: the current course is a dose reduction"),
+                     f"{name}: the current course is a dose reduction", default=NO),
             FactSpec(f"{drug}_weeks_since_dose_reduction", "number",
                      f"{name}: weeks since the dose was reduced", unit="weeks"),
             FactSpec(f"{drug}_ever_responded", "bool",
-                     f"{name}: any course had a partial or complete response"),
+                     f"{name}: any course had a partial or complete response", default=NO),
             FactSpec(f"{drug}_adverse_event", "bool",
-                     f"{name}: a course stopped for an adverse event"),
+                     f"{name}: a course stopped for an adverse event", default=NO),
         ]
     for cls in sorted(set(drug_classes)):
-        s.append(FactSpec(f"on_{cls}", "bool", f"any {cls.replace('_', ' ')} ongoing"))
+        s.append(FactSpec(f"on_{cls}", "bool", f"any {cls.replace('_', ' ')} ongoing",
+                          default=NO))
     return {f.name: f for f in s}
 
 
@@ -179,7 +185,8 @@ def course_key(c: Course) -> tuple[Any, ...]:
 
 def _drug_facts(drug: str, courses: list[Course], p: Patient) -> dict[str, Any]:
     if not courses:
-        return {f"{drug}_status": "never"}
+        return {f"{drug}_status": "never", f"{drug}_dose_reduced": NO,
+                f"{drug}_ever_responded": NO, f"{drug}_adverse_event": NO}
     courses = sorted(courses, key=course_key)
     ongoing = [c for c in courses if c.stop is None]
     # An ongoing course is the current one, even when a later course overlaps it.
