@@ -182,9 +182,11 @@ class CompiledRules:
                     elements.append({f"d{k}": {"$and": [{"t": DERIVED}, {"n": name}]}})
                 out[f"r{pri}"] = {"all": elements, "pri": pri,
                                   "run": self._action(rule, index)}
-        # Fires last for every patient: no session is ever left without an action.
-        out["r_done"] = {"all": [{"p": {"t": PATIENT}}], "pri": pri + 1,
-                         "run": self._action(None, 0)}
+        # Some rule must fire for every patient: delete_state on a session where no
+        # action ran can crash the process. A `when: always` rule does; else add one.
+        if not any(rule.condition == C.TRUE for rule in self.ruleset.rules):
+            out["r_done"] = {"all": [{"p": {"t": PATIENT}}], "pri": pri + 1,
+                             "run": self._action(None, 0)}
         return out
 
     def _action(self, rule: Rule | None, branch: int):

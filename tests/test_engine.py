@@ -95,3 +95,28 @@ def test_action_errors_surface(ruleset, monkeypatch) -> None:
     with pytest.raises(EvaluationError, match="boom"):
         evaluate(model(patient()), compiled)
     assert compiled._sessions == {}
+
+
+def test_catch_all_added_only_when_no_rule_always_fires(tmp_path) -> None:
+    """durable_rules can crash deleting a session where no action ran: some rule must
+    fire for every patient. Without a `when: always` rule the compiler adds one."""
+    import shutil
+    from cledecide import load_ruleset
+    from conftest import RULES
+    folder = tmp_path / "rules"
+    shutil.copytree(RULES, folder)
+    general = folder / "general.yaml"
+    general.write_text(general.read_text().replace("when: always", "when: smoker"))
+    ruleset = load_ruleset(folder)
+    compiled = compile_rules(ruleset)
+    assert "r_done" in compiled._definition()
+    assert "r_done" not in compile_rules(load_ruleset(RULES))._definition()
+    quiet = patient(smoker=False, activity=[{"date": "2026-11-20", "clasi_activity": 2}],
+                    **{"diagnosis.extent": "localized",
+                       "diagnosis.subtype": "SCLE"},
+                    treatments=[{"drug": "topical_corticosteroid", "start": "2026-01-01",
+                                 "response": "complete"},
+                                {"drug": "topical_calcineurin_inhibitor",
+                                 "start": "2026-01-01", "response": "complete"}])
+    ev = evaluate(model(quiet), compiled)
+    assert ev.fired == () and compiled._sessions == {}
