@@ -10,7 +10,7 @@ from typing import NoReturn, Optional
 import typer
 
 from cledecide import CledecideError, evaluate_file, to_json, to_text
-from cledecide.engine.schema import SCHEMAS, schema as schema_of
+SCHEMA_KINDS = ("patient", "result", "rules", "ruleset", "drugs", "evidence")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Decision support for cutaneous lupus erythematosus treatment. "
@@ -80,8 +80,9 @@ def evaluate(patient: Path = typer.Argument(..., help="Patient record (YAML or J
 
 
 @app.command()
-def schema(kind: str = typer.Argument(..., help=f"One of: {', '.join(SCHEMAS)}.")) -> None:
+def schema(kind: str = typer.Argument(..., help=f"One of: {', '.join(SCHEMA_KINDS)}.")) -> None:
     """Print a JSON Schema (2020-12) for editors and other tools."""
+    from cledecide.engine.schema import SCHEMAS, schema as schema_of
     if kind not in SCHEMAS:
         fail(f"unknown schema '{kind}'; choose one of {', '.join(SCHEMAS)}")
     typer.echo(json.dumps(schema_of(kind), indent=2, sort_keys=True))

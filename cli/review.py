@@ -6,7 +6,17 @@ from typing import Callable, Optional
 
 import typer
 
-from cledecide.engine import review
+
+
+class _Lazy:
+    """Import the reviewer library only when a reviewer command runs (faster evaluate)."""
+
+    def __getattr__(self, name: str):
+        from cledecide.engine import review as module
+        return getattr(module, name)
+
+
+review = _Lazy()
 
 
 def register(app: typer.Typer, guarded: Callable, fail: Callable) -> None:
