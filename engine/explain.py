@@ -25,6 +25,7 @@ class Explanation:
     references: dict[str, str]
     ruleset_status: str
     fired_count: int = 0
+    alternatives: tuple[str, ...] = ()  # each alternative's one-line summary
 
 
 def _asserted(fired: Fired) -> str:
@@ -116,4 +117,4 @@ def explain(ruleset: RuleSet, ev: Evaluation, decision: Decision,
     references = {k: ruleset.evidence[k].citation for k in dict.fromkeys(keys)
                   if k in ruleset.evidence}
     return Explanation(result, why, decision.why_not, references, prov.status,
-                       len(ev.fired))
+                       len(ev.fired), tuple(a.summary for a in decision.alternatives if a.rule))

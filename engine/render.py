@@ -39,6 +39,16 @@ def _facts(matched: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _section(title: str, empty: str, items: list[str]) -> list[str]:
+    """A blank line, the heading, then one wrapped bullet per item (or the empty note)."""
+    out = ["", title]
+    if not items:
+        out.append(f"  {empty}")
+    for item in items:
+        out += _wrap(f"- {item}", "    ", "  ")
+    return out
+
+
 def to_text(ex: Explanation) -> str:
     """The clinician's view: the step first, then why, why not, and what to watch."""
     r = ex.result
@@ -62,35 +72,16 @@ def to_text(ex: Explanation) -> str:
     if others > 0:
         out += _wrap(f"({others} other rules fired; --format json lists every rule in "
                      f"'trace'.)")
-    out.append("")
-    out.append("Not recommended")
-    if not ex.why_not:
-        out.append("  (no other drug of the current or next stage)")
-    for w in ex.why_not:
-        out += _wrap(f"- {w.drug} ({w.status.replace('_', ' ')}): {w.reason}", "    ", "  ")
-    out.append("")
-    out.append("Alternatives")
-    if not r.alternatives:
-        out.append("  (none)")
-    for a in r.alternatives:
-        out += _wrap(f"- {a.rationale.split('. ')[0]} [{a.rule}]", "    ", "  ")
-    out.append("")
-    out.append("Monitoring")
-    if not r.monitoring:
-        out.append("  (nothing beyond routine review)")
-    for m in r.monitoring:
-        out += _wrap(f"- {m.what}: {m.when} [{m.rule}]", "    ", "  ")
-    out.append("")
-    out.append("Warnings")
-    if not r.warnings:
-        out.append("  (none)")
-    for w in r.warnings:
-        out += _wrap(f"- {w.severity.upper()}: {w.message} [{w.rule}]", "    ", "  ")
+    out += _section("Not recommended", "(no other drug of the current or next stage)",
+                    [f"{w.drug} ({w.status.replace('_', ' ')}): {w.reason}" for w in ex.why_not])
+    out += _section("Alternatives", "(none)",
+                    [f"{text} [{a.rule}]" for text, a in zip(ex.alternatives, r.alternatives)])
+    out += _section("Monitoring", "(nothing beyond routine review)",
+                    [f"{m.what}: {m.when} [{m.rule}]" for m in r.monitoring])
+    out += _section("Warnings", "(none)",
+                    [f"{w.severity.upper()}: {w.message} [{w.rule}]" for w in r.warnings])
     if r.missing_data:
-        out.append("")
-        out.append("Missing data")
-        for m in r.missing_data:
-            out += _wrap(f"- {m.field}: {m.why}", "    ", "  ")
+        out += _section("Missing data", "", [f"{m.field}: {m.why}" for m in r.missing_data])
     out.append("")
     out.append("Evidence")
     for key, citation in ex.references.items():
