@@ -28,14 +28,17 @@ def register(app: typer.Typer, guarded: Callable, fail: Callable) -> None:
               samples: int = typer.Option(1500, "--samples", min=0,
                                           help="Patients searched for conflicts and gaps."),
               today: Optional[str] = typer.Option(None, "--today",
-                                                  help="Date for review-due checks (YYYY-MM-DD).")) -> None:
+                                                  help="Date for review-due checks (YYYY-MM-DD)."),
+              hypothesis: int = typer.Option(200, "--hypothesis", min=0,
+                                             help="Hypothesis examples per finding to refute "
+                                                  "(unreached or masked rules).")) -> None:
         """Check a rule set: errors exit 2, warnings exit 0 (1 with --strict)."""
         import datetime as dt
         try:
             day = dt.date.fromisoformat(today) if today else None
         except ValueError:
             fail(f"--today: must be a date (YYYY-MM-DD), got {today!r}")
-        report = guarded(review.check, folder, samples, day)
+        report = guarded(review.check, folder, samples, day, hypothesis)
         typer.echo(review.format_findings(report), nl=False)
         if report.errors:
             raise typer.Exit(2)

@@ -135,7 +135,34 @@ def _is_catch_all(rule: Rule) -> bool:
     return rule.condition == C.TRUE
 
 
-def search_findings(ruleset: RuleSet, found: list[Sample]) -> list[Finding]:
+def _refute(ruleset: RuleSet, predicate, budget: int) -> Sample | None:
+    """Ask hypothesis for a patient that satisfies `predicate` (a Sample -> bool);
+    None when it finds none within the budget. Deterministic (derandomized)."""
+    if budget <= 0:
+        return None
+    from hypothesis import HealthCheck, Phase, find, settings
+    from hypothesis import strategies as st
+    from hypothesis.errors import NoSuchExample
+
+    from .strategies import patients, refractory_patients
+    compiled = compile_rules(ruleset)
+
+    def sample(record: dict[str, Any]) -> Sample:
+        return Sample(record, evaluate(Patient.model_validate(record), compiled))
+
+    try:
+        record = find(st.one_of(patients(), refractory_patients()),
+                      lambda r: predicate(sample(r)),
+                      settings=settings(max_examples=budget, database=None, derandomize=True,
+                                        phases=[Phase.generate],  # an example, not a minimal one
+                                        suppress_health_check=list(HealthCheck)))
+    except NoSuchExample:
+        return None
+    return sample(record)
+
+
+def search_findings(ruleset: RuleSet, found: list[Sample],
+                    hypothesis_budget: int = 300) -> list[Finding]:
     """Conflicts, masked and redundant rules, and gaps, each with an example patient."""
     out: list[Finding] = []
     fired_in: dict[str, list[int]] = {}
@@ -161,9 +188,15 @@ def search_findings(ruleset: RuleSet, found: list[Sample]) -> list[Finding]:
             continue
         hits = fired_in.get(rule.id, [])
         if not hits:
-            out.append(_finding("unreached", f"'{rule.id}' fired for none of "
-                                f"{len(found)} searched patients", [rule], None))
-            continue
+            extra = _refute(ruleset, lambda s, r=rule: r.id in s.evaluation.fired_ids(),
+                            hypothesis_budget)
+            if extra is None:
+                out.append(_finding("unreached", f"'{rule.id}' fired for none of "
+                                    f"{len(found)} searched patients nor {hypothesis_budget} "
+                                    f"hypothesis examples", [rule], None))
+                continue
+            found.append(extra)
+            hits = [len(found) - 1]
         masks = None
         for i in hits:
             higher = {r.id for r in found[i].recommenders()
@@ -171,6 +204,14 @@ def search_findings(ruleset: RuleSet, found: list[Sample]) -> list[Finding]:
             masks = higher if masks is None else masks & higher
             if not masks:
                 break
+        if masks:
+            # Try to refute: a patient for whom the rule fires and nothing ranked higher.
+            def wins(s: Sample, r: Rule = rule) -> bool:
+                recs = s.recommenders()
+                return any(o.id == r.id for o in recs) and \
+                    not any(o.spec.priority > r.spec.priority for o in recs)
+            if _refute(ruleset, wins, hypothesis_budget) is not None:
+                masks = None
         if masks and len(hits) >= MIN_HITS_FOR_MASKED:
             by = ruleset.by_id[sorted(masks)[0]]
             out.append(_finding("masked", f"'{rule.id}' can never win: '{by.id}' (priority "

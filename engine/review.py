@@ -33,7 +33,7 @@ def _folder(folder: Path | str | None) -> Path:
 
 
 def check(folder: Path | str | None = None, samples: int = 1500,
-          today: dt.date | None = None) -> CheckReport:
+          today: dt.date | None = None, hypothesis: int = 200) -> CheckReport:
     """Every finding of a rule set: format and semantic errors, then warnings from the
     static analysis, the review dates and a search of the patient space."""
     path = _folder(folder)
@@ -43,7 +43,7 @@ def check(folder: Path | str | None = None, samples: int = 1500,
         findings = findings + static + analysis.review_due(ruleset, today or dt.date.today())
         if samples and not any(f.severity == "error" for f in static):
             found = analysis.search(ruleset, samples)
-            findings += analysis.search_findings(ruleset, found)
+            findings += analysis.search_findings(ruleset, found, hypothesis)
     findings = sorted(findings, key=lambda f: (f.severity != "error", f.code != "format",
                                                f.file or "", f.line or 0, f.code))
     return CheckReport(str(path), findings, ruleset)

@@ -98,11 +98,23 @@ def test_contradictory_rule_never_fires(rules) -> None:
 
 def test_conflict_and_strict(rules) -> None:
     edit(rules / "topical.yaml", "priority: 18", "priority: 20")
-    r = cli("rules", "check", rules, "--samples", "300", "--today", "2026-11-25")
+    r = cli("rules", "check", rules, "--samples", "300", "--hypothesis", "0",
+            "--today", "2026-11-25")
     assert r.exit_code == 0
     assert "conflict" in r.output and "example patient:" in r.output
-    r = cli("rules", "check", rules, "--samples", "300", "--strict", "--today", "2026-11-25")
+    r = cli("rules", "check", rules, "--samples", "300", "--hypothesis", "0", "--strict",
+            "--today", "2026-11-25")
     assert r.exit_code == 1
+
+
+def test_hypothesis_search_reaches_rules_random_sampling_missed() -> None:
+    def unreached(hypothesis: str) -> set[str]:
+        r = cli("rules", "check", RULES, "--samples", "30", "--hypothesis", hypothesis,
+                "--today", "2026-11-25")
+        return {line.split("'")[1] for line in r.output.splitlines() if "unreached:" in line}
+    without = unreached("0")
+    with_search = unreached("8")
+    assert without and with_search < without
 
 
 def test_masked_rule_is_reported(rules) -> None:

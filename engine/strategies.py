@@ -1,4 +1,5 @@
-"""Hypothesis strategies: valid patient records (every field and vocabulary word of the
+"""Hypothesis strategies (used by `rules check` to search the patient space, and by the
+property tests): valid patient records (every field and vocabulary word of the
 contract, unknowns, stale labs, overlapping and stopped courses, boundary values of each
 threshold of the shipped rules) and invalid ones."""
 from __future__ import annotations
@@ -8,7 +9,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from cledecide.engine import vocabulary as V
+from . import vocabulary as V
 
 AS_OF = dt.date(2026, 11, 20)
 TRI = st.sampled_from([True, False, "unknown"])
