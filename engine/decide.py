@@ -319,15 +319,16 @@ def _why_not(ruleset: RuleSet, ev: Evaluation, rec: Candidate, candidates: list[
         if drug in combos:
             out.append(WhyNot(drug, "combination", combos[drug]))
             continue
+        if ev.facts.get(f"{drug}_status") == "current":
+            out.append(WhyNot(drug, "current", "already taken; it continues unless the "
+                              "step says otherwise"))
+            continue
         offered = [c for c in candidates if c.drug == drug]
         if offered:
             c = offered[0]
             out.append(WhyNot(drug, "outranked", f"{c.rule.id} (priority {c.priority}) "
                               f"is outranked by {rec.rule_id} (priority {rec.priority})",
                               (c.rule.id, rec.rule_id)))
-            continue
-        if ev.facts.get(f"{drug}_status") == "current":
-            out.append(WhyNot(drug, "current", "already taken"))
             continue
         silent = [(r, ev.unmet(r.id)) for r in ruleset.recommenders.get(drug, ())
                   if r.id not in fired and r.spec.then.recommend.action in STARTING]
