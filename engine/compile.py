@@ -15,11 +15,19 @@ timer threads; numbers are cast before asserting; error 303 becomes a clear erro
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import logging
+
 from durable import engine as durable_engine
+
+# durable_rules logs exceptions with the message they were handling: that can be a
+# patient fact. Nothing of a patient goes to logs, so its logger stays silent; errors
+# still reach the caller as EvaluationError (without the fact).
+logging.getLogger("durable").disabled = True
 
 from . import conditions as C
 from .errors import EvaluationError
@@ -126,6 +134,17 @@ def _leaf(leaf: C.Leaf, kind: str, codec: _Codec) -> dict[str, Any]:
     raise ValueError(f"cannot compile leaf {leaf!r}")
 
 
+def _describe(exc: BaseException) -> str:
+    """durable_rules' error, without the patient fact some of its messages carry."""
+    text = str(getattr(exc, "message", exc))
+    if "303" in text:
+        return "more than 64 rules match one patient fact at once (durable_rules error 303)"
+    code = re.search(r"error code: (\d+)", text)
+    if code:
+        return f"durable_rules error {code.group(1)}"
+    return type(exc).__name__  # e.g. MessageNotHandledException: its text holds the fact
+
+
 class CompiledRules:
     """A RuleSet registered with durable_rules, ready to evaluate patients."""
 
@@ -217,7 +236,7 @@ class CompiledRules:
                     if name in consumed:
                         c.assert_fact({"t": DERIVED, "n": name})
             except BaseException as exc:  # noqa: BLE001 - reported after the run
-                session.error = f"{rule_id}: {type(exc).__name__}: {exc}"
+                session.error = f"{rule_id}: {_describe(exc)}"
 
         return action
 
@@ -243,15 +262,11 @@ class CompiledRules:
                 # No delete_state here: on a session where no action ran it can crash
                 # the process; a failed assert leaves at most one small session behind.
                 self._sessions.pop(sid, None)
-                text = str(getattr(exc, "message", exc))
-                if "303" in text:
-                    text = ("more than 64 rules match one patient fact at once "
-                            "(durable_rules limit, error 303)")
-                raise EvaluationError(f"rule engine failed: {text}") from None
+                raise EvaluationError(f"rule engine failed: {_describe(exc)}") from None
             self._sessions.pop(sid, None)
             self._durable.delete_state(sid)
-        if session.error:
-            raise EvaluationError(f"rule action failed: {session.error}")
+        if session.error:  # a bug in an action, not the user's input: exit 1, not 2
+            raise RuntimeError(f"rule action failed: {session.error}")
         return session.firings, session.derived
 
 
