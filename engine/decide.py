@@ -254,20 +254,20 @@ def _anchor(spec: MonitorSpec, ev: Evaluation) -> tuple[dt.date, str]:
     return ev.patient.as_of, "from today"
 
 
-def _schedule(spec: MonitorSpec, ev: Evaluation) -> str:
+def _schedule(spec: MonitorSpec, ev: Evaluation, ruleset: RuleSet) -> str:
     """The item's words plus its dates, counted from as_of or from a start or stop."""
     as_of = ev.patient.as_of
     base, origin = _anchor(spec, ev)
     text = spec.when
-    if spec.first_in_days is None and not spec.every_days:
+    first, every = ruleset.days(spec.first_in_days), ruleset.days(spec.every_days)
+    if first is None and not every:
         return f"from {as_of}: {text}" if origin == "from today" else f"{text} ({origin})"
-    if spec.first_in_days is not None:
-        due = base + dt.timedelta(days=spec.first_in_days)
+    if first is not None:
+        due = base + dt.timedelta(days=first)
         text = (f"due {due}: {text}" if due >= as_of else f"due now (was {due}): {text}")
-    if spec.every_days:
-        until = spec.until_day or spec.every_days * 4
-        dates = [base + dt.timedelta(days=d)
-                 for d in range(spec.every_days, until + 1, spec.every_days)]
+    if every:
+        until = ruleset.days(spec.until_day) or every * 4
+        dates = [base + dt.timedelta(days=d) for d in range(every, until + 1, every)]
         dates = [d for d in dates if d >= as_of]
         if dates:
             text += " (" + ", ".join(str(d) for d in dates) + f"; day {until} {origin})"
@@ -276,7 +276,8 @@ def _schedule(spec: MonitorSpec, ev: Evaluation) -> str:
     return text
 
 
-def _monitoring(ev: Evaluation, rec: Candidate | None, rec_rule: str) -> list[Monitor]:
+def _monitoring(ruleset: RuleSet, ev: Evaluation, rec: Candidate | None,
+                rec_rule: str) -> list[Monitor]:
     out: dict[tuple[str, str], Monitor] = {}
     for fired in ev.fired:
         for spec in fired.rule.spec.then.monitor or []:
@@ -290,7 +291,7 @@ def _monitoring(ev: Evaluation, rec: Candidate | None, rec_rule: str) -> list[Mo
                                  and rec.action in ("stop", "switch"))))
             if not keep:
                 continue
-            item = Monitor(spec.what, _schedule(spec, ev), fired.rule.id,
+            item = Monitor(spec.what, _schedule(spec, ev, ruleset), fired.rule.id,
                            fired.rule.spec.because.strip(), spec.drug)
             out.setdefault((spec.what, fired.rule.id), item)
     return sorted(out.values(), key=lambda m: (m.what, m.rule))
@@ -424,7 +425,7 @@ def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
     return Decision(
         recommendation=rec, rationale=rationale, evidence=evidence,
         alternatives=unique_alts, excluded=ex_sorted,
-        monitoring=_monitoring(ev, chosen, rec_rule),
+        monitoring=_monitoring(ruleset, ev, chosen, rec_rule),
         warnings=warnings,
         missing_data=sorted(requests.items()),
         why_not=_why_not(ruleset, ev, rec, candidates, ex_sorted, combos),

@@ -101,10 +101,11 @@ class MonitorSpec(_Strict):
     what: MonitoringWord
     when: Text
     drug: Drug | None = None
-    # Optional schedule, counted from as_of or from the last stop of a drug.
-    every_days: int | None = Field(default=None, ge=1, le=3650)
-    until_day: int | None = Field(default=None, ge=1, le=3650)
-    first_in_days: int | None = Field(default=None, ge=0, le=3650)
+    # Optional schedule, counted from as_of or from a drug's start or last stop. Each is
+    # a number of days or the name of a threshold (in days, weeks or months).
+    every_days: Annotated[int, Field(ge=1, le=3650)] | Word | None = None
+    until_day: Annotated[int, Field(ge=1, le=3650)] | Word | None = None
+    first_in_days: Annotated[int, Field(ge=0, le=3650)] | Word | None = None
     counted_from_stop_of: Drug | None = None
     counted_from_start_of: Drug | None = None
 
@@ -205,6 +206,14 @@ class RuleSet:
     @cached_property
     def teratogens(self) -> frozenset[str]:
         return frozenset(name for name, d in self.drugs.items() if d.teratogenic)
+
+    def days(self, value: int | str | None) -> int | None:
+        """A schedule value in days: a number, or a named threshold in its unit."""
+        if value is None or isinstance(value, int):
+            return value
+        threshold = self.provenance.thresholds[value]
+        per = {"days": 1, "weeks": 7, "months": 30.44}.get(threshold.unit, 1)
+        return int(round(threshold.value * per))
 
     @cached_property
     def recommenders(self) -> dict[str, tuple[Rule, ...]]:
@@ -388,6 +397,15 @@ def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
                                     doc.line_of(base + ("then", "recommend", "drug")),
                                     format_path(base + ("then", "recommend", "drug")),
                                     (spec.id,)))
+        for j, item in enumerate(then.monitor or []):
+            for key in ("every_days", "until_day", "first_in_days"):
+                value = getattr(item, key)
+                if isinstance(value, str) and value not in vocab.thresholds:
+                    where = base + ("then", "monitor", j, key)
+                    findings.append(Finding("error", "unknown-threshold",
+                                            f"'{value}' is not a named threshold",
+                                            doc.file, doc.line_of(where), format_path(where),
+                                            (spec.id,)))
         try:
             node = C.parse(spec.when, vocab)
             normal = C.nnf(node, vocab)
