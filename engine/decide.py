@@ -343,13 +343,13 @@ def _why_not(ruleset: RuleSet, ev: Evaluation, rec: Candidate, candidates: list[
     return out
 
 
-def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
-    """Pick one next step; keep the rest as alternatives, with reasons for all."""
-    candidates = _candidates(ruleset, ev)
-    excluded = _exclusions(ruleset, ev)
-    combos: dict[str, str] = {}
+def _partition(ruleset: RuleSet, ev: Evaluation, candidates: list[Candidate],
+               excluded: list[Excluded]) -> tuple[list[Candidate], list[Candidate], dict[str, str]]:
+    """Split candidates into eligible ones, ones waiting only for data (ranked above every
+    eligible one), and drugs dropped for a forbidden combination. Adds guard exclusions."""
     eligible: list[Candidate] = []
     blocked_by_data: list[Candidate] = []
+    combos: dict[str, str] = {}
     for c in candidates:
         guard = _guard(ruleset, ev, c.drug, c.action)
         if guard and not any(e.drug == c.drug for e in excluded):
@@ -365,31 +365,46 @@ def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
             combos.setdefault(c.drug or "", reason)
             continue
         eligible.append(c)
+    return eligible, blocked_by_data, combos
 
+
+def _gather_step(ruleset: RuleSet, ev: Evaluation, wanted: Candidate,
+                 excluded: list[Excluded], requests: dict[str, str]) -> tuple[Candidate, str, list[str]]:
+    """`gather_data` for a step on hold: what to collect, and why."""
+    holds = [e for e in excluded if e.drug == wanted.drug]
+    rule = ruleset.by_id.get(holds[0].rule) if holds and holds[0].rule in ruleset.by_id \
+        else wanted.rule
+    asks = [r.label for f in ev.fired if f.rule.id in {e.rule for e in holds}
+            for r in f.rule.spec.then.request or []]
+    asks = list(dict.fromkeys(asks)) or sorted(requests)
+    step = Candidate("gather_data", None, wanted.stage, wanted.priority, rule, None,
+                     "Gather data before deciding: " + "; ".join(asks))
+    rationale = (f"The next step on the ladder would be: {wanted.summary} "
+                 f"({wanted.rule_id}). It is on hold until this is known: "
+                 + " ".join(e.reason for e in holds))
+    evidence = sorted(set(wanted.rule.spec.evidence if wanted.rule else [])
+                      | set(rule.spec.evidence if rule else []))
+    return step, rationale, evidence
+
+
+def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
+    """Pick one next step; keep the rest as alternatives, with reasons for all."""
+    candidates = _candidates(ruleset, ev)
+    excluded = _exclusions(ruleset, ev)
+    eligible, blocked_by_data, combos = _partition(ruleset, ev, candidates, excluded)
     requests: dict[str, str] = {}
     for fired in ev.fired:
         for req in fired.rule.spec.then.request or []:
             requests.setdefault(req.field, req.why.strip())
+
     best = eligible[0] if eligible else None
     wanted = None
     if blocked_by_data and (best is None or blocked_by_data[0].priority >= best.priority):
         wanted = blocked_by_data[0]
-        rules = [e for e in excluded if e.drug == wanted.drug]
-        rule = ruleset.by_id.get(rules[0].rule) if rules and rules[0].rule in ruleset.by_id \
-            else wanted.rule
-        asks = [r.label for f in ev.fired if f.rule.id in {e.rule for e in rules}
-                for r in f.rule.spec.then.request or []]
-        asks = list(dict.fromkeys(asks)) or sorted(requests)
-        rec = Candidate("gather_data", None, wanted.stage, wanted.priority, rule, None,
-                        "Gather data before deciding: " + "; ".join(asks))
-        rationale = (f"The next step on the ladder would be: {wanted.summary} "
-                     f"({wanted.rule.id}). It is on hold until this is known: "
-                     + " ".join(e.reason for e in rules))
-        evidence = sorted(set(wanted.rule.spec.evidence) | set(rule.spec.evidence if rule else []))
+        rec, rationale, evidence = _gather_step(ruleset, ev, wanted, excluded, requests)
         alternatives = eligible
     elif best is not None:
-        rec = best
-        rationale = best.rule.spec.because.strip()
+        rec, rationale = best, best.rule.spec.because.strip()
         evidence = list(best.rule.spec.evidence)
         alternatives = eligible[1:]
     else:
@@ -397,8 +412,7 @@ def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
                         "Refer to a CLE specialist: no rule applies to this patient")
         rationale = ("No rule of the rule set recommends a step for this patient, or "
                      "every option is excluded; a specialist decides.")
-        evidence = []
-        alternatives = []
+        evidence, alternatives = [], []
     seen = {(rec.action, rec.drug)}
     unique_alts = []
     for alt in alternatives:
