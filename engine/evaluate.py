@@ -44,7 +44,7 @@ def _matched(branch: C.Branch, facts: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for node in branch.patient:
         for name in node.facts():
-            out[name] = facts.get(name, "unknown")
+            out[name] = facts.get(name, "not recorded")
     for name in branch.derived:
         out[name] = True
     return dict(sorted(out.items()))

@@ -53,3 +53,11 @@ def test_bundled_examples_match_shared_copy() -> None:
         pytest.skip("no shared/ folder beside this checkout")
     for path in SHARED.glob("*.yaml"):
         assert (EXAMPLES / path.name).read_text() == path.read_text(), path.name
+
+
+def test_contract_copy_matches_shared() -> None:
+    shared = SHARED.parent / "contract.md"
+    if not shared.exists():
+        pytest.skip("no shared/ folder beside this checkout")
+    assert (Path(__file__).resolve().parents[1] / "docs" / "contract.md").read_text() == \
+        shared.read_text()
