@@ -13,6 +13,7 @@ from typing import Any, Iterable
 from . import conditions as C
 from .compile import compile_rules
 from .evaluate import Evaluation, evaluate
+from .errors import EvaluationError
 from .facts import UNKNOWN
 from .models import Patient
 from .ruleset import Finding, Rule, RuleSet
@@ -96,14 +97,27 @@ class Sample:
         return [f.rule for f in self.evaluation.fired if f.rule.spec.then.recommend]
 
 
-def search(ruleset: RuleSet, samples: int = 1500, seed: int = 20261125) -> list[Sample]:
+@dataclass
+class Failure:
+    """A searched patient the engine could not evaluate (e.g. durable_rules error 303)."""
+
+    record: dict[str, Any]
+    message: str
+
+
+def search(ruleset: RuleSet, samples: int = 1500, seed: int = 20261125,
+           failures: list[Failure] | None = None) -> list[Sample]:
     """Run the real engine over a searched patient space (deterministic for a seed)."""
     compiled = compile_rules(ruleset)
     rng = random.Random(seed)
     out = []
     for i in range(samples):
         record = random_patient(rng, ruleset.thresholds, i)
-        out.append(Sample(record, evaluate(Patient.model_validate(record), compiled)))
+        try:
+            out.append(Sample(record, evaluate(Patient.model_validate(record), compiled)))
+        except EvaluationError as exc:
+            if failures is not None:
+                failures.append(Failure(record, exc.message))
     return out
 
 
@@ -150,9 +164,14 @@ def _refute(ruleset: RuleSet, predicate, budget: int) -> Sample | None:
     def sample(record: dict[str, Any]) -> Sample:
         return Sample(record, evaluate(Patient.model_validate(record), compiled))
 
+    def holds(record: dict[str, Any]) -> bool:
+        try:
+            return predicate(sample(record))
+        except EvaluationError:
+            return False
+
     try:
-        record = find(st.one_of(patients(), refractory_patients()),
-                      lambda r: predicate(sample(r)),
+        record = find(st.one_of(patients(), refractory_patients()), holds,
                       settings=settings(max_examples=budget, database=None, derandomize=True,
                                         phases=[Phase.generate],  # an example, not a minimal one
                                         suppress_health_check=list(HealthCheck)))
@@ -281,3 +300,34 @@ def static_findings(ruleset: RuleSet) -> list[Finding]:
         out.append(Finding("warning", "uncited-evidence", f"evidence '{key}' is cited by no "
                            f"rule", f"{ruleset.folder}/evidence.yaml"))
     return out
+
+
+DURABLE_MATCH_LIMIT = 64  # durable_rules fails (error 303) past this many at once
+
+
+def patient_matches(ruleset: RuleSet, found: list[Sample], limit: int = 400) -> tuple[int, Sample | None]:
+    """The most durable_rules rules whose tests on the patient fact were all true at once
+    for one searched patient (durable_rules stops with error 303 past 64)."""
+    compiled = compile_rules(ruleset)
+    best, example = 0, None
+    for s in found[:limit]:
+        count = 0
+        for rule in ruleset.rules:
+            for branch in compiled.branches[rule.id]:
+                if (branch.patient or not branch.derived) and all(
+                        C.truth(node, s.evaluation.facts, s.evaluation.derived) is True
+                        for node in branch.patient):
+                    count += 1
+        if count > best:
+            best, example = count, s
+    return best, example
+
+
+def match_limit_findings(ruleset: RuleSet, found: list[Sample]) -> tuple[int, list[Finding]]:
+    most, example = patient_matches(ruleset, found)
+    out = []
+    if most >= DURABLE_MATCH_LIMIT * 3 // 4:
+        out.append(Finding("warning", "match-limit", f"up to {most} rules match one patient "
+                           f"fact at once; durable_rules fails above {DURABLE_MATCH_LIMIT} "
+                           f"(error 303)", f"{ruleset.folder}"))
+    return most, out

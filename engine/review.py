@@ -18,6 +18,7 @@ class CheckReport:
     folder: str
     findings: list[Finding]
     ruleset: RuleSet | None
+    most_matches: int | None = None  # rules matching one patient fact at once (max seen)
 
     @property
     def errors(self) -> list[Finding]:
@@ -38,15 +39,26 @@ def check(folder: Path | str | None = None, samples: int = 1500,
     static analysis, the review dates and a search of the patient space."""
     path = _folder(folder)
     ruleset, findings = check_folder(path)
+    most = None
     if ruleset is not None:
         static = analysis.static_findings(ruleset)
         findings = findings + static + analysis.review_due(ruleset, today or dt.date.today())
         if samples and not any(f.severity == "error" for f in static):
-            found = analysis.search(ruleset, samples)
+            failures: list[analysis.Failure] = []
+            found = analysis.search(ruleset, samples, failures=failures)
+            if failures:
+                f = failures[0]
+                findings.append(Finding(
+                    "error", "engine-failure", f"{len(failures)} of {samples} searched "
+                    f"patients cannot be evaluated: {f.message} (first: patient "
+                    f"{f.record['id']}, {len(f.record['treatments'])} courses)",
+                    str(path)))
             findings += analysis.search_findings(ruleset, found, hypothesis)
+            most, limit = analysis.match_limit_findings(ruleset, found)
+            findings += limit
     findings = sorted(findings, key=lambda f: (f.severity != "error", f.code != "format",
                                                f.file or "", f.line or 0, f.code))
-    return CheckReport(str(path), findings, ruleset)
+    return CheckReport(str(path), findings, ruleset, most)
 
 
 def format_findings(report: CheckReport) -> str:
@@ -54,6 +66,10 @@ def format_findings(report: CheckReport) -> str:
     errors = [f for f in report.findings if f.severity == "error"]
     if errors and report.ruleset is None:
         lines.append("the rule set cannot be loaded; `cledecide evaluate` refuses it too")
+    if report.most_matches is not None:
+        lines.append(f"durable_rules load: at most {report.most_matches} rules matched one "
+                     f"patient fact at once in the search (it fails, error 303, past "
+                     f"about 64 distinct ones)")
     lines.append(f"{len(report.errors)} errors, {len(report.warnings)} warnings in "
                  f"{report.folder}")
     return "\n".join(lines) + "\n"

@@ -216,3 +216,32 @@ def test_list_and_show() -> None:
     assert r.exit_code == 0 and "Cortés-Hernández" in r.output and "when:" in r.output
     r = cli("rules", "show", "no.such.rule", "--rules", RULES)
     assert r.exit_code == 2
+
+
+def test_durable_match_limit_is_reported_and_fails_cleanly(rules) -> None:
+    """durable_rules fails (error 303) when more than 64 rules match one fact at once:
+    rules check warns before that, and evaluate stops with a clear error."""
+    extra = ["stage: general", "rules:"]
+    for i in range(70):
+        extra += [f"  - id: general.noise-{i:02d}", f"    title: noise {i}", "    priority: 1",
+                  f"    when: clasi_activity >= 0.{i:02d}",
+                  "    then: {warn: {severity: info, message: n}}",
+                  "    because: test", "    evidence: [kuhn-2017]"]
+    (rules / "noise.yaml").write_text("\n".join(extra) + "\n")
+    r = cli("rules", "check", rules, "--samples", "50", "--hypothesis", "0",
+            "--today", "2026-11-25")
+    assert r.exit_code == 2 and "engine-failure" in r.output and "error 303" in r.output
+    ev = cli("evaluate", EXAMPLES / "hcq-inadequate.yaml", "--rules", rules)
+    assert ev.exit_code == 2 and "more than 64 rules" in ev.output
+
+
+def test_many_rules_matching_at_once_warn(rules) -> None:
+    extra = ["stage: general", "rules:"]
+    for i in range(50):
+        extra += [f"  - id: general.echo-{i:02d}", f"    title: echo {i}", "    priority: 1",
+                  "    when: clasi_activity >= 0", "    then: {warn: {severity: info, message: n}}",
+                  "    because: test", "    evidence: [kuhn-2017]"]
+    (rules / "echo.yaml").write_text("\n".join(extra) + "\n")
+    r = cli("rules", "check", rules, "--samples", "40", "--hypothesis", "0",
+            "--today", "2026-11-25")
+    assert "match-limit" in r.output and r.exit_code == 0
