@@ -12,7 +12,7 @@ from .engine.decide import decide
 from .engine.errors import CledecideError, EvaluationError, InputError, RuleError
 from .engine.evaluate import evaluate
 from .engine.explain import DISCLAIMER, Explanation, explain
-from .engine.load import load_file, parse
+from .engine.load import load_file
 from .engine.models import Patient, Result
 from .engine.render import to_json, to_text
 from .engine.ruleset import RuleSet, default_rules_dir, load_ruleset

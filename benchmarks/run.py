@@ -15,17 +15,23 @@ import sys
 import time
 from pathlib import Path
 
+import random
+
+from cledecide import default_rules_dir, evaluate_patient, load_ruleset
+from cledecide.engine import conditions as C
+from cledecide.engine.compile import compile_rules
+from cledecide.engine.evaluate import evaluate
+from cledecide.engine.facts import patient_facts
+from cledecide.engine.models import Patient
+from cledecide.engine.space import random_patient
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from generate import patients  # noqa: E402
 
-from cledecide import default_rules_dir, evaluate_patient, load_ruleset  # noqa: E402
-from cledecide.engine import conditions as C  # noqa: E402
-from cledecide.engine.compile import compile_rules  # noqa: E402
-from cledecide.engine.evaluate import evaluate  # noqa: E402
-from cledecide.engine.facts import patient_facts  # noqa: E402
-from cledecide.engine.models import Patient  # noqa: E402
+def patients(n: int, thresholds: dict[str, float], seed: int = 1) -> list[dict]:
+    """The synthetic records `rules check` searches (engine/space.py), never clinical data."""
+    rng = random.Random(seed)
+    return [random_patient(rng, thresholds, i) for i in range(n)]
 
 BIN = Path(sys.executable).parent
 
@@ -82,7 +88,7 @@ def main() -> None:
     cli, base = cold_start()
     ruleset = load_ruleset(default_rules_dir())
     compiled = compile_rules(ruleset)
-    models = [Patient.model_validate(p) for p in patients(n)]
+    models = [Patient.model_validate(p) for p in patients(n, ruleset.thresholds)]
     facts_list = [patient_facts(m, ruleset.drug_classes, ruleset.teratogens) for m in models]
 
     for m in models[:50]:  # warm up
@@ -116,7 +122,7 @@ def main() -> None:
     if not args.skip_memory:
         gc.collect()
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        many = [Patient.model_validate(p) for p in patients(10 * n, seed=2)]
+        many = [Patient.model_validate(p) for p in patients(10 * n, ruleset.thresholds, seed=2)]
         gc.collect()
         rss_models = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         for i, m in enumerate(many):

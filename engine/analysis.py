@@ -253,10 +253,10 @@ def search_findings(ruleset: RuleSet, found: list[Sample],
     gap_rule = ruleset.provenance.gap_check
     vocab = C.Vocabulary(ruleset.facts, ruleset.derived, ruleset.thresholds)
     must = C.parse(gap_rule, vocab) if gap_rule else C.TRUE
-    for i, s in enumerate(found):
+    fallbacks = set(ruleset.provenance.gap_fallbacks)
+    for s in found:
         if C.truth(must, s.evaluation.facts, s.evaluation.derived) is not True:
             continue
-        fallbacks = set(ruleset.provenance.gap_fallbacks)
         real = [r for r in s.recommenders()
                 if not _is_catch_all(r) and r.id not in fallbacks]
         if not real:

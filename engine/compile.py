@@ -8,8 +8,9 @@ and ``CompiledRules.run`` evaluates one patient in its own session.
 Traps handled (see durable-rules-notes.md): two conditions on one fact go in one
 ``$and`` (two entries would be a join); derived facts are asserted once, and only when a
 rule consumes them (else MessageNotHandled / MessageObserved); actions are pure, catch
-their own exceptions, and never touch the durable state; a catch-all rule fires last for
-every patient so that delete_state never meets an untouched session; the host runs no
+their own exceptions, and never touch the durable state; some rule fires for every
+patient (a catch-all is added when no `when: always` rule exists) so that delete_state
+never meets an untouched session; the host runs no
 timer threads; numbers are cast before asserting; error 303 becomes a clear error.
 """
 from __future__ import annotations

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .evaluate import Evaluation, Fired
+from .evaluate import Evaluation
 from .facts import NO, course_key
 from .models import Patient
 from .ruleset import MonitorSpec, Rule, RuleSet

@@ -1,7 +1,7 @@
 """Evaluate stage: one patient, in isolation, through the compiled rules.
 
-Returns what fired, on which facts, and (for the explanation) what did not: the unmet
-parts of every rule that stayed silent, so later stages never re-derive anything.
+Returns what fired, on which facts, and (for the explanation, on demand) why a silent
+rule did not: the unmet parts of its condition, so later stages never re-derive anything.
 """
 from __future__ import annotations
 

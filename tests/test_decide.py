@@ -1,7 +1,6 @@
 """Decide stage: one step, never an excluded drug, data-blocked steps become gather_data."""
 from __future__ import annotations
 
-import json
 
 import yaml
 

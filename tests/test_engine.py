@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 from cledecide.engine import compile as compile_mod
 from cledecide.engine.compile import compile_rules
