@@ -89,7 +89,7 @@ def main() -> None:
     ruleset = load_ruleset(default_rules_dir())
     compiled = compile_rules(ruleset)
     models = [Patient.model_validate(p) for p in patients(n, ruleset.thresholds)]
-    facts_list = [patient_facts(m, ruleset.drug_classes, ruleset.teratogens) for m in models]
+    facts_list = [patient_facts(m, ruleset) for m in models]
 
     for m in models[:50]:  # warm up
         evaluate_patient(m, ruleset)

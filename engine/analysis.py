@@ -4,6 +4,8 @@ redundant rules and gaps (found by running the real engine over a searched patie
 space: boundary values of every threshold plus seeded random records)."""
 from __future__ import annotations
 
+import re
+
 import datetime as dt
 import itertools
 import random
@@ -296,9 +298,37 @@ def static_findings(ruleset: RuleSet) -> list[Finding]:
     cited = {k for r in ruleset.rules for k in r.spec.evidence}
     cited |= {k for d in ruleset.drugs.values() for k in d.evidence}
     cited |= {k for d in ruleset.drugs.values() if d.dose_limit for k in d.dose_limit.evidence}
+    cited |= {k for d in ruleset.drugs.values() if d.dosing for k in d.dosing.evidence}
+    cited |= {k for d in ruleset.drugs.values() for k in d.course.evidence}
+    cited |= {k for t in ruleset.provenance.thresholds.values() for k in t.evidence}
     for key in sorted(set(ruleset.evidence) - cited):
         out.append(Finding("warning", "uncited-evidence", f"evidence '{key}' is cited by no "
                            f"rule", f"{ruleset.folder}/evidence.yaml"))
+    return out + threshold_source_findings(ruleset)
+
+
+# A note that says its number is not from the cited source.
+_NOT_IN_SOURCE = re.compile(r"conservative choice|not in the brief|not in (its|the) "
+                            r"(cited )?source|no source (here )?(says|gives)", re.I)
+
+
+def threshold_source_findings(ruleset: RuleSet) -> list[Finding]:
+    """Never cite a source for a number it does not contain: a threshold marked
+    `number_in_source: false` cites nothing, and a note that says the number is a
+    conservative choice must carry that mark."""
+    out = []
+    where = f"{ruleset.folder}/ruleset.yaml"
+    for name, t in sorted(ruleset.provenance.thresholds.items()):
+        if not t.number_in_source and t.evidence:
+            out.append(Finding("warning", "threshold-source", f"threshold '{name}' cites "
+                               f"{', '.join(t.evidence)} for a number none of them contains "
+                               "(number_in_source: false); name them in the note instead",
+                               where, None, f"thresholds.{name}"))
+        elif t.number_in_source and _NOT_IN_SOURCE.search(t.note or ""):
+            out.append(Finding("warning", "threshold-source", f"threshold '{name}': its note "
+                               "says the number is not in its cited source; mark it "
+                               "number_in_source: false and cite nothing for it",
+                               where, None, f"thresholds.{name}"))
     return out
 
 

@@ -33,7 +33,7 @@ logging.getLogger("durable").disabled = True
 from . import conditions as C
 from .errors import EvaluationError
 from .facts import UNKNOWN
-from .ruleset import Rule, RuleSet, considered_fact
+from .ruleset import STARTING_ACTIONS, Rule, RuleSet, considered_fact, start_considered_fact
 
 PATIENT, DERIVED = "p", "d"
 
@@ -217,6 +217,8 @@ class CompiledRules:
             emits.append(then.derive)
         if then is not None and then.recommend and then.recommend.drug:
             emits.append(considered_fact(then.recommend.drug))
+            if then.recommend.action in STARTING_ACTIONS:
+                emits.append(start_considered_fact(then.recommend.drug))
         sessions = self._sessions
         consumed = self.consumed
 

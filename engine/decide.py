@@ -5,6 +5,12 @@ rule excluded is never chosen; when the best candidate is excluded only for want
 data (pregnancy status, a recent blood count), the step is `gather_data` and the safe
 candidates stay as alternatives. Everything else becomes alternatives, exclusions,
 monitoring, warnings and missing data, each with the rule it came from.
+
+Course invariants hold for every rule file, not only the shipped one (drugs.yaml
+`course`): no new drug while a current one is in its trial period (the step is to
+continue it, with a review date); a new drug that the catalogue does not let a current
+one be taken with replaces it (a switch, naming what stops); a partial response below
+the top dose step is escalated before a switch; never two drugs of a `never_with` pair.
 """
 from __future__ import annotations
 
@@ -13,13 +19,19 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .courses import CourseView, antimalarial_days, next_step, weight_regimen
 from .evaluate import Evaluation
-from .facts import NO, course_key
+from .facts import ANTIMALARIALS, NO, course_key
 from .models import Patient
 from .ruleset import MonitorSpec, Rule, RuleSet
 
 GUARD_RULE = "engine.teratogen-guard"
 FALLBACK_RULE = "engine.no-candidate"
+TRIAL_RULE = "engine.course-in-trial"
+ESCALATE_RULE = "engine.escalate-first"
+# Steps and items the engine itself makes, from drugs.yaml, for every rule file.
+ENGINE_RULES = (GUARD_RULE, FALLBACK_RULE, TRIAL_RULE, ESCALATE_RULE,
+                "engine.course-unjudged")
 LADDER = ("topical", "antimalarial", "bridge", "immunosuppressant", "refractory",
           "specialist")
 # The stage after each; the corticosteroid bridge is an adjunct beside the antimalarials.
@@ -37,12 +49,17 @@ class Candidate:
     drug: str | None
     stage: str
     priority: int
-    rule: Rule | None  # None only for the engine's fallback step
+    rule: Rule | None  # None for the engine's own steps (fallback, trial hold, escalation)
     dose: str | None
     summary: str
+    stops: tuple[str, ...] = ()       # what a switch stops
+    engine_rule: str | None = None    # the engine invariant that made this step
+    note: str = ""                    # its rationale, for engine steps
 
     @property
     def rule_id(self) -> str:
+        if self.engine_rule:
+            return self.engine_rule
         return self.rule.id if self.rule else FALLBACK_RULE
 
 
@@ -66,7 +83,7 @@ class Monitor:
 @dataclass(frozen=True)
 class WhyNot:
     drug: str
-    status: str  # excluded | outranked | not_indicated | combination | current
+    status: str  # excluded | outranked | not_indicated | combination | current | waiting
     reason: str
     rules: tuple[str, ...] = ()
 
@@ -92,24 +109,29 @@ def _label(ruleset: RuleSet, drug: str | None) -> str:
     return entry.label if entry else drug.replace("_", " ")
 
 
-def _floor(value: float, step: int) -> int:
-    return int(math.floor(value / step) * step)
-
-
 def weight_dose(ruleset: RuleSet, drug: str, weight: float | None) -> tuple[str, int | None]:
-    """Dose text within the drug's weight limit, and the daily maximum in mg."""
-    limit = ruleset.drugs[drug].dose_limit
+    """A dispensable regimen within the drug's weight limit (never above it), as text,
+    and the limit in whole mg/day."""
+    entry = ruleset.drugs[drug]
+    limit = entry.dose_limit
     assert limit is not None
     if weight is None:
         return (f"at most {limit.mg_per_kg_per_day:g} mg/kg real body weight per day; "
                 f"weigh the patient before dosing", None)
-    cap = limit.mg_per_kg_per_day * weight
-    if limit.max_mg_per_day:
-        cap = min(cap, limit.max_mg_per_day)
-    maximum = int(math.floor(cap))
-    dose = _floor(cap, limit.round_down_to_mg) or maximum
-    return (f"{dose} mg per day (at most {limit.mg_per_kg_per_day:g} mg/kg real body "
-            f"weight x {weight:g} kg = {maximum} mg/day)", maximum)
+    regimen, cap = weight_regimen(entry, weight)
+    assert cap is not None
+    maximum = int(math.floor(cap + 1e-9))
+    salt = entry.dosing.salt if entry.dosing else None
+    of = f" of {salt}" if salt else ""
+    limit_text = (f"at most {limit.mg_per_kg_per_day:g} mg/kg real body weight x {weight:g} kg "
+                  f"= {maximum} mg/day{of}")
+    if regimen is None:
+        return (f"no dispensable regimen is within the limit ({limit_text}): a specialist "
+                "decides the dose", maximum)
+    base = {t.mg: t.base_mg for t in entry.dosing.tablets if t.base_mg} if entry.dosing else {}
+    text = regimen.text(salt=salt, base_of=base)
+    per_kg = regimen.mean / weight
+    return (f"{text}; {per_kg:.1f} mg/kg/day{of} ({limit_text})", maximum)
 
 
 def _course_doses(patient: Patient, drug: str) -> list[tuple[Any, float | None, str, str | None]]:
@@ -125,12 +147,32 @@ def _course_doses(patient: Patient, drug: str) -> list[tuple[Any, float | None, 
     return out
 
 
+def _dose_rules(ev: Evaluation) -> dict[str, tuple[str, str]]:
+    """Drug -> (dose, rule id) from fired rules that set this patient's dose."""
+    out: dict[str, tuple[str, str]] = {}
+    for fired in sorted(ev.fired, key=lambda f: (-f.rule.spec.priority, f.rule.id)):
+        spec = fired.rule.spec.then.dose
+        if spec is not None:
+            out.setdefault(spec.drug, (spec.dose.strip(), fired.rule.id))
+    return out
+
+
+def _step_text(ruleset: RuleSet, drug: str, amount: float) -> str:
+    dosing = ruleset.drugs[drug].dosing
+    if dosing is not None and dosing.unit == "mg_per_week":
+        return f"{amount:g} mg once WEEKLY"
+    return f"{amount:g} mg once daily"
+
+
 def _dose_for(ruleset: RuleSet, ev: Evaluation, action: str, drug: str | None,
               rule_dose: str | None) -> str | None:
     if drug is None:
         return rule_dose
     entry = ruleset.drugs[drug]
     courses = _course_doses(ev.patient, drug)
+    override = _dose_rules(ev).get(drug)
+    if override and action in ("start", "add", "switch", "reintroduce", "reduce"):
+        return f"{override[0]} [{override[1]}]"
     if action == "reintroduce":
         effective = [(d, u) for c, d, u, _ in courses
                      if d is not None and c.response in ("partial", "complete")]
@@ -143,23 +185,131 @@ def _dose_for(ruleset: RuleSet, ev: Evaluation, action: str, drug: str | None,
         if previous:
             d, u = previous[-1]
             return f"{d:g} {u} (the previous effective dose)"
+        view = ev.courses.get(drug)
+        if entry.dose_limit:
+            text, _ = weight_dose(ruleset, drug, ev.facts.get("weight_kg"))
+            return "raise to " + text
+        following = next_step(entry, view.dose if view else None)
+        if following is not None:
+            return f"{_step_text(ruleset, drug, following)} (the next dose step)"
     if entry.dose_limit and action in ("start", "add", "switch", "reintroduce", "reduce"):
         text, _ = weight_dose(ruleset, drug, ev.facts.get("weight_kg"))
         return ("reduce to " + text) if action == "reduce" else text
+    if action in ("start", "add", "switch") and entry.dosing is not None and not rule_dose:
+        return entry.dosing.start
     return rule_dose or entry.usual_dose
 
 
+class _Lookup(dict):
+    """Placeholders in rule text: a missing one reads 'unknown', never an error."""
+
+    def __missing__(self, key: str) -> str:
+        return "unknown"
+
+
+class _Among(dict):
+    """{current_among[a+b]}: the current drugs of a list, by label; {conception_after[a+b]}:
+    the latest conception date among them."""
+
+    def __init__(self, fn: Any) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def __missing__(self, key: str) -> str:
+        return self.fn(key.split("+"))
+
+
+def context(ruleset: RuleSet, ev: Evaluation) -> dict[str, Any]:
+    """Values rule texts may name: {stop_date[drug]}, {conception_from[drug]},
+    {recorded_dose[drug]}, {trial_until[drug]}, {retinal_due}, {retinal_annual_from},
+    {crcl_formula}."""
+    p, views = ev.patient, ev.courses
+    male = p.demographics.sex == "male"
+    stop_date, conception, recorded, trial = _Lookup(), _Lookup(), _Lookup(), _Lookup()
+    for drug, v in views.items():
+        recorded[drug] = v.dose_text
+        if v.stop is not None:
+            stop_date[drug] = str(v.stop)
+        if v.trial_until is not None:
+            trial[drug] = str(v.trial_until)
+        repro = ruleset.drugs[drug].reproductive if drug in ruleset.drugs else None
+        profile = (repro.man if male else repro.woman) if repro else None
+        if profile is not None and profile.stop_before_conception:
+            days = ruleset.days(profile.stop_before_conception) or 0
+            conception[drug] = str((v.stop or p.as_of) + dt.timedelta(days=days))
+    current = [d for d, v in views.items() if v.current]
+
+    def among(drugs: list[str]) -> str:
+        names = [_label(ruleset, d) for d in drugs if d in current]
+        return " and ".join(names) if names else "none"
+
+    def after(drugs: list[str]) -> str:
+        dates = [conception[d] for d in drugs if d in current and d in conception]
+        return max(dates) if dates else "unknown"
+
+    out: dict[str, Any] = _Lookup(stop_date=stop_date, conception_from=conception,
+                                  recorded_dose=recorded, trial_until=trial,
+                                  current_among=_Among(among), conception_after=_Among(after))
+    out["retinal_due"], out["retinal_annual_from"] = _retinal_dates(ruleset, ev)
+    trials = sorted(str(v.trial_until) for v in views.values()
+                    if v.current and v.phase == "in_trial" and v.trial_until)
+    out["in_trial_until"] = trials[0] if trials else "unknown"
+    crcl = ev.facts.get("creatinine_clearance")
+    if crcl is not None and p.labs.creatinine is not None:
+        factor = 1.23 if male else 1.04
+        out["crcl_formula"] = (
+            f"{crcl:g} mL/min (Cockcroft-Gault: (140 - {p.demographics.age:g} y) x "
+            f"{p.demographics.weight_kg:g} kg x {factor} / creatinine "
+            f"{p.labs.creatinine.value:g} umol/L on {p.labs.creatinine.date})")
+    return out
+
+
+def _retinal_dates(ruleset: RuleSet, ev: Evaluation) -> tuple[str, str]:
+    """When the next retinal exam is due, and when 5 years of use will be reached."""
+    p, f = ev.patient, ev.facts
+    months = f.get("antimalarial_months_since_first_start")
+    years = f.get("antimalarial_years")
+    if months is None or years is None:
+        return str(p.as_of + dt.timedelta(days=365)), "unknown"
+    first = p.as_of - dt.timedelta(days=round(months * 30.44))
+    annual_after = ruleset.thresholds.get("retinal_annual_after_years", 5)
+    interval = int(ruleset.thresholds.get("retinal_screening_interval_days", 365))
+    used = antimalarial_days(p, ANTIMALARIALS) or 0
+    five = p.as_of + dt.timedelta(days=max(0, math.ceil(annual_after * 365.25) - used))
+    exams = sorted(e.date for e in p.eye_exams)
+    if f.get("retinal_baseline_done") != "yes":
+        baseline = int((ruleset.thresholds.get("retinal_baseline_months", 12)) * 30.44)
+        return str(first + dt.timedelta(days=baseline)), str(five)
+    annual = "retinal_annual_due" in ev.derived
+    if annual:
+        due = exams[-1] + dt.timedelta(days=interval) if exams else p.as_of
+        return str(due), str(five)
+    return str(five), str(five)
+
+
+def render_text(text: str, ctx: dict[str, Any]) -> str:
+    """A rule's text with its placeholders filled in (text without braces unchanged)."""
+    if "{" not in text:
+        return text
+    try:
+        return text.format_map(ctx)
+    except (KeyError, IndexError, ValueError, AttributeError):
+        return text
+
+
 def _summary(ruleset: RuleSet, ev: Evaluation, rule: Rule, action: str, drug: str | None,
-             dose: str | None) -> str:
+             dose: str | None, ctx: dict[str, Any]) -> str:
     spec = rule.spec.then.recommend
     trigger = ev.patient.diagnosis.suspected_drug_trigger or "the suspected drug"
     current = [d for d in ruleset.drugs if ev.facts.get(f"{d}_status") == "current"]
     if spec and spec.summary:
-        return spec.summary.format(
+        values = _Lookup(ctx)
+        values.update(
             trigger=trigger, drug=_label(ruleset, drug), dose=dose or "",
             current=", ".join(_label(ruleset, d) for d in current) or "no drug",
             current_teratogens=", ".join(_label(ruleset, d) for d in current
                                          if ruleset.drugs[d].teratogenic) or "none")
+        return render_text(spec.summary, values)
     words = {"gather_data": "Gather data", "reintroduce": "Reintroduce"}
     text = words.get(action, action.capitalize())
     if drug:
@@ -183,7 +333,36 @@ def _main_current_drug(ruleset: RuleSet, ev: Evaluation) -> str | None:
                                        -list(ruleset.drugs).index(d)))
 
 
-def _candidates(ruleset: RuleSet, ev: Evaluation) -> list[Candidate]:
+def _current(ruleset: RuleSet, ev: Evaluation) -> list[str]:
+    return [d for d in ruleset.drugs if ev.facts.get(f"{d}_status") == "current"]
+
+
+def _adjunct(ruleset: RuleSet, drug: str) -> bool:
+    return ruleset.drugs[drug].course.adjunct
+
+
+def combinable(ruleset: RuleSet, a: str, b: str) -> bool:
+    """May a and b be taken together (either lists the other in course.combines_with,
+    or one is an adjunct)?"""
+    ea, eb = ruleset.drugs[a], ruleset.drugs[b]
+    return (ea.course.adjunct or eb.course.adjunct or b in ea.course.combines_with
+            or a in eb.course.combines_with)
+
+
+def _conflicts(ruleset: RuleSet, ev: Evaluation, drug: str) -> tuple[str, ...]:
+    """Current drugs a new `drug` cannot be taken with: they stop when it starts."""
+    return tuple(d for d in _current(ruleset, ev)
+                 if d != drug and not combinable(ruleset, drug, d))
+
+
+def _in_trial(ruleset: RuleSet, ev: Evaluation, drug: str | None) -> list[CourseView]:
+    """Current courses (other than `drug`, and not adjuncts) still in their trial."""
+    return [v for d, v in ev.courses.items()
+            if v.current and d != drug and v.phase == "in_trial"
+            and d in ruleset.drugs and not _adjunct(ruleset, d)]
+
+
+def _candidates(ruleset: RuleSet, ev: Evaluation, ctx: dict[str, Any]) -> list[Candidate]:
     out = []
     on_systemic = ev.facts.get("on_systemic_therapy") == "yes"
     for fired in ev.fired:
@@ -191,17 +370,81 @@ def _candidates(ruleset: RuleSet, ev: Evaluation) -> list[Candidate]:
         if not spec:
             continue
         action = spec.action
-        if action == "start" and on_systemic and _is_systemic(ruleset, spec.drug) and \
-                ev.facts.get(f"{spec.drug}_status") != "current":
-            action = "add"  # the patient keeps the systemic drugs already taken
         drug = spec.drug
+        stops: tuple[str, ...] = ()
+        if action in ("start", "add", "switch", "reintroduce") and drug and \
+                ev.facts.get(f"{drug}_status") != "current":
+            stops = _conflicts(ruleset, ev, drug)
+            if stops and action != "switch":
+                action = "switch"  # the catalogue does not let them be taken together
+            elif not stops and action == "start" and on_systemic and \
+                    _is_systemic(ruleset, drug):
+                action = "add"  # the patient keeps the systemic drugs already taken
         if action == "continue" and drug is None:
             drug = _main_current_drug(ruleset, ev)  # contract: the drug continued
-        dose = _dose_for(ruleset, ev, action, spec.drug, spec.dose)
+        dose = _dose_for(ruleset, ev, "start" if action == "switch" else action,
+                         spec.drug, spec.dose)
+        summary = _summary(ruleset, ev, fired.rule, action, spec.drug, dose, ctx)
+        if stops and (spec.action != "switch" or not spec.summary):
+            summary = (f"Switch {', '.join(_label(ruleset, d) for d in stops)} to "
+                       f"{_label(ruleset, drug)}" + (f", {dose}" if dose else ""))
         out.append(Candidate(action, drug, fired.rule.stage, fired.rule.spec.priority,
-                             fired.rule, dose,
-                             _summary(ruleset, ev, fired.rule, action, spec.drug, dose)))
-    return sorted(out, key=lambda c: (-c.priority, c.rule.id))
+                             fired.rule, dose, summary, stops))
+    return sorted(out, key=lambda c: (-c.priority, c.rule_id))
+
+
+def _escalation(ruleset: RuleSet, ev: Evaluation, c: Candidate,
+                excluded: list[Excluded]) -> Candidate | None:
+    """Escalate before switching: a stopped drug with a partial response below its top
+    dose step goes up first, unless a safety rule excludes it or it caused an adverse
+    event."""
+    for d in c.stops:
+        v = ev.courses.get(d)
+        if v is None or v.phase != "partial" or v.at_max_dose is not False or v.adverse_events:
+            continue
+        if any(e.drug == d for e in excluded) or ev.facts.get(f"{d}_adverse_event") == "yes":
+            continue
+        dose = _dose_for(ruleset, ev, "increase", d, None)
+        if not dose or dose == ruleset.drugs[d].usual_dose:
+            continue
+        note = (f"{c.summary} ({c.rule_id}) would stop {_label(ruleset, d)}, which has a "
+                f"partial response at {v.dose_text}, below its top dose step: the dose goes "
+                "up before a switch (drugs.yaml dosing).")
+        return Candidate("increase", d, ruleset.drugs[d].stage, c.priority, None, dose,
+                         f"Increase {_label(ruleset, d)} to {dose} before switching",
+                         engine_rule=ESCALATE_RULE, note=note)
+    return None
+
+
+UNJUDGED_RULE = "engine.course-unjudged"
+
+
+def _unjudged(ev: Evaluation, c: Candidate) -> list[str]:
+    """Drugs a step would stop although their response has not been judged."""
+    return [d for d in c.stops if ev.courses.get(d) is not None
+            and ev.courses[d].phase is None]
+
+
+def _judge_first(ruleset: RuleSet, c: Candidate, drugs: list[str]) -> Candidate:
+    names = ", ".join(_label(ruleset, d) for d in drugs)
+    note = (f"{c.summary} ({c.rule_id}) would stop {names}, whose response is not recorded "
+            "and cannot be read from the CLASI trend: the response is judged before a "
+            "switch (fail safe).")
+    return Candidate("gather_data", None, c.stage, c.priority, None, None,
+                     f"Record the clinician's judgement of the response to {names} before "
+                     "switching", engine_rule=UNJUDGED_RULE, note=note)
+
+
+def _trial_hold(ruleset: RuleSet, c: Candidate, trials: list[CourseView]) -> Candidate:
+    """`continue` the drug in its trial instead of a step that adds or swaps in another."""
+    v = min(trials, key=lambda t: (t.trial_until or dt.date.max, t.drug))
+    label = _label(ruleset, v.drug)
+    note = (f"{c.summary} ({c.rule_id}) waits: {label}, started {v.start}, is within its "
+            f"trial period until {v.trial_until} (drugs.yaml course.trial). No second drug "
+            "is added, or swapped in, while one is being judged.")
+    return Candidate("continue", v.drug, ruleset.drugs[v.drug].stage, c.priority, None, None,
+                     f"Continue {label}; judge the response on {v.trial_until} before adding "
+                     "or switching", engine_rule=TRIAL_RULE, note=note)
 
 
 def _exclusions(ruleset: RuleSet, ev: Evaluation) -> list[Excluded]:
@@ -228,11 +471,11 @@ def _guard(ruleset: RuleSet, ev: Evaluation, drug: str | None,
 
 
 def _never_with(ruleset: RuleSet, ev: Evaluation, c: Candidate) -> str | None:
-    if c.drug is None or c.action not in ("start", "add", "reintroduce"):
+    if c.drug is None or c.action not in ("start", "add", "reintroduce", "switch"):
         return None
     partners = set(ruleset.drugs[c.drug].never_with)
     partners |= {d for d, e in ruleset.drugs.items() if c.drug in e.never_with}
-    for other in sorted(partners):
+    for other in sorted(partners - set(c.stops)):
         if ev.facts.get(f"{other}_status") == "current":
             return f"never combined with {_label(ruleset, other)} (drugs.yaml never_with)"
     return None
@@ -241,11 +484,10 @@ def _never_with(ruleset: RuleSet, ev: Evaluation, c: Candidate) -> str | None:
 def _anchor(spec: MonitorSpec, ev: Evaluation) -> tuple[dt.date, str]:
     """Where a schedule is counted from: as_of, or a drug's current start or last stop."""
     if spec.counted_from_start_of:
-        starts = [c.start for c in ev.patient.treatments
-                  if c.drug == spec.counted_from_start_of and c.stop is None]
-        if starts:
-            return max(starts), f"after the start on {max(starts)}"
-        return ev.patient.as_of, "after the start"
+        view = ev.courses.get(spec.counted_from_start_of)
+        if view is not None and view.current:
+            return view.start, f"after the start on {view.start}"
+        return ev.patient.as_of, "from the start"
     if spec.counted_from_stop_of:
         stops = [c.stop for c in ev.patient.treatments
                  if c.drug == spec.counted_from_stop_of and c.stop is not None]
@@ -254,13 +496,29 @@ def _anchor(spec: MonitorSpec, ev: Evaluation) -> tuple[dt.date, str]:
     return ev.patient.as_of, "from today"
 
 
-def _schedule(spec: MonitorSpec, ev: Evaluation, ruleset: RuleSet) -> str:
+def _in_window(spec: MonitorSpec, ev: Evaluation, ruleset: RuleSet) -> bool:
+    """Is today inside the item's window of the course (a drug not yet taken is at
+    day 0)? Start-only items vanish later; steady-state ones appear."""
+    if spec.shown_from_day is None and spec.shown_until_day is None:
+        return True
+    drug = spec.counted_from_start_of or spec.drug
+    view = ev.courses.get(drug) if drug else None
+    day = (ev.patient.as_of - view.start).days if view is not None and view.current else 0
+    low = ruleset.days(spec.shown_from_day) or 0
+    high = ruleset.days(spec.shown_until_day)
+    return low <= day and (high is None or day < high)
+
+
+def _schedule(spec: MonitorSpec, ev: Evaluation, ruleset: RuleSet,
+              ctx: dict[str, Any]) -> str:
     """The item's words plus its dates, counted from as_of or from a start or stop."""
     as_of = ev.patient.as_of
     base, origin = _anchor(spec, ev)
-    text = spec.when
+    text = render_text(spec.when, ctx)
     first, every = ruleset.days(spec.first_in_days), ruleset.days(spec.every_days)
     if first is None and not every:
+        if origin == "from the start":
+            return text
         return f"from {as_of}: {text}" if origin == "from today" else f"{text} ({origin})"
     if first is not None:
         due = base + dt.timedelta(days=first)
@@ -277,28 +535,31 @@ def _schedule(spec: MonitorSpec, ev: Evaluation, ruleset: RuleSet) -> str:
 
 
 def _monitoring(ruleset: RuleSet, ev: Evaluation, rec: Candidate | None,
-                rec_rule: str) -> list[Monitor]:
+                rec_rule: str, ctx: dict[str, Any]) -> list[Monitor]:
     out: dict[tuple[str, str], Monitor] = {}
+    stopping = set(rec.stops) if rec else set()
+    if rec is not None and rec.action == "stop" and rec.drug:
+        stopping.add(rec.drug)
     for fired in ev.fired:
         for spec in fired.rule.spec.then.monitor or []:
             if fired.rule.spec.then.recommend and fired.rule.id != rec_rule:
                 continue  # the plan of a step that was not chosen
-            keep = (spec.drug is None or fired.rule.id == rec_rule
-                    or (rec is not None and spec.drug == rec.drug
-                        and rec.action not in ("stop", "switch"))
-                    or (ev.facts.get(f"{spec.drug}_status") == "current"
-                        and not (rec is not None and rec.drug == spec.drug
-                                 and rec.action in ("stop", "switch"))))
-            if not keep:
+            current = ev.facts.get(f"{spec.drug}_status") == "current"
+            keep = (spec.drug is None
+                    or (fired.rule.id == rec_rule and (current or spec.drug == rec.drug))
+                    or (rec is not None and spec.drug == rec.drug and rec.action != "stop")
+                    or (current and spec.drug not in stopping))
+            if not keep or not _in_window(spec, ev, ruleset):
                 continue
-            item = Monitor(spec.what, _schedule(spec, ev, ruleset), fired.rule.id,
+            item = Monitor(spec.what, _schedule(spec, ev, ruleset, ctx), fired.rule.id,
                            fired.rule.spec.because.strip(), spec.drug)
             out.setdefault((spec.what, fired.rule.id), item)
     return sorted(out.values(), key=lambda m: (m.what, m.rule))
 
 
 def _why_not(ruleset: RuleSet, ev: Evaluation, rec: Candidate, candidates: list[Candidate],
-             excluded: list[Excluded], combos: dict[str, str]) -> list[WhyNot]:
+             excluded: list[Excluded], combos: dict[str, str],
+             waiting: dict[str, str]) -> list[WhyNot]:
     stages = {rec.stage}
     for drug, entry in ruleset.drugs.items():
         if ev.facts.get(f"{drug}_status") == "current":
@@ -320,6 +581,9 @@ def _why_not(ruleset: RuleSet, ev: Evaluation, rec: Candidate, candidates: list[
         if drug in combos:
             out.append(WhyNot(drug, "combination", combos[drug]))
             continue
+        if drug in waiting:
+            out.append(WhyNot(drug, "waiting", waiting[drug]))
+            continue
         if ev.facts.get(f"{drug}_status") == "current":
             out.append(WhyNot(drug, "current", "already taken; it continues unless the "
                               "step says otherwise"))
@@ -327,9 +591,9 @@ def _why_not(ruleset: RuleSet, ev: Evaluation, rec: Candidate, candidates: list[
         offered = [c for c in candidates if c.drug == drug]
         if offered:
             c = offered[0]
-            out.append(WhyNot(drug, "outranked", f"{c.rule.id} (priority {c.priority}) "
+            out.append(WhyNot(drug, "outranked", f"{c.rule_id} (priority {c.priority}) "
                               f"is outranked by {rec.rule_id} (priority {rec.priority})",
-                              (c.rule.id, rec.rule_id)))
+                              (c.rule_id, rec.rule_id)))
             continue
         silent = [(r, ev.unmet(r.id)) for r in ruleset.recommenders.get(drug, ())
                   if r.id not in fired and r.spec.then.recommend.action in STARTING]
@@ -343,13 +607,21 @@ def _why_not(ruleset: RuleSet, ev: Evaluation, rec: Candidate, candidates: list[
     return out
 
 
+@dataclass
+class _Split:
+    eligible: list[Candidate]
+    blocked_by_data: list[Candidate]
+    combos: dict[str, str]
+    waiting: dict[str, str]
+
+
 def _partition(ruleset: RuleSet, ev: Evaluation, candidates: list[Candidate],
-               excluded: list[Excluded]) -> tuple[list[Candidate], list[Candidate], dict[str, str]]:
+               excluded: list[Excluded]) -> _Split:
     """Split candidates into eligible ones, ones waiting only for data (ranked above every
-    eligible one), and drugs dropped for a forbidden combination. Adds guard exclusions."""
-    eligible: list[Candidate] = []
-    blocked_by_data: list[Candidate] = []
-    combos: dict[str, str] = {}
+    eligible one), drugs dropped for a forbidden combination, and steps that wait for a
+    course in its trial. Adds guard exclusions and the engine's course steps."""
+    split = _Split([], [], {}, {})
+    held: list[tuple[Candidate, list[CourseView]]] = []
     for c in candidates:
         guard = _guard(ruleset, ev, c.drug, c.action)
         if guard and not any(e.drug == c.drug for e in excluded):
@@ -357,15 +629,32 @@ def _partition(ruleset: RuleSet, ev: Evaluation, candidates: list[Candidate],
         mine = [e for e in excluded if e.drug == c.drug] \
             if c.drug and c.action not in STOPPING else []
         if mine:
-            if all(e.data_only for e in mine) and not eligible:
-                blocked_by_data.append(c)
+            if all(e.data_only for e in mine) and not split.eligible:
+                split.blocked_by_data.append(c)
             continue
+        if c.action in STARTING and c.drug and not _adjunct(ruleset, c.drug):
+            trials = _in_trial(ruleset, ev, c.drug)
+            if trials:
+                held.append((c, trials))
+                split.waiting.setdefault(c.drug, _trial_hold(ruleset, c, trials).note)
+                continue
         reason = _never_with(ruleset, ev, c)
         if reason:
-            combos.setdefault(c.drug or "", reason)
+            split.combos.setdefault(c.drug or "", reason)
             continue
-        eligible.append(c)
-    return eligible, blocked_by_data, combos
+        if c.stops:
+            unjudged = _unjudged(ev, c)
+            if unjudged:
+                split.eligible.append(_judge_first(ruleset, c, unjudged))
+                split.waiting.setdefault(c.drug or "", split.eligible[-1].note)
+                continue
+            escalate = _escalation(ruleset, ev, c, excluded)
+            if escalate is not None:
+                split.eligible.append(escalate)
+        split.eligible.append(c)
+    if held and (not split.eligible or held[0][0].priority > split.eligible[0].priority):
+        split.eligible.insert(0, _trial_hold(ruleset, *held[0]))
+    return split
 
 
 def _gather_step(ruleset: RuleSet, ev: Evaluation, wanted: Candidate,
@@ -389,9 +678,11 @@ def _gather_step(ruleset: RuleSet, ev: Evaluation, wanted: Candidate,
 
 def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
     """Pick one next step; keep the rest as alternatives, with reasons for all."""
-    candidates = _candidates(ruleset, ev)
+    ctx = context(ruleset, ev)
+    candidates = _candidates(ruleset, ev, ctx)
     excluded = _exclusions(ruleset, ev)
-    eligible, blocked_by_data, combos = _partition(ruleset, ev, candidates, excluded)
+    split = _partition(ruleset, ev, candidates, excluded)
+    eligible, blocked_by_data, combos = split.eligible, split.blocked_by_data, split.combos
     requests: dict[str, str] = {}
     for fired in ev.fired:
         for req in fired.rule.spec.then.request or []:
@@ -404,8 +695,14 @@ def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
         rec, rationale, evidence = _gather_step(ruleset, ev, wanted, excluded, requests)
         alternatives = eligible
     elif best is not None:
-        rec, rationale = best, best.rule.spec.because.strip()
-        evidence = list(best.rule.spec.evidence)
+        rec = best
+        if best.rule is not None:
+            rationale, evidence = best.rule.spec.because.strip(), list(best.rule.spec.evidence)
+        else:  # an engine step: a course invariant of drugs.yaml
+            entry = ruleset.drugs[best.drug] if best.drug else None
+            rationale = best.note
+            evidence = sorted(set(entry.course.evidence if entry else [])
+                              | set(entry.dosing.evidence if entry and entry.dosing else []))
         alternatives = eligible[1:]
     else:
         rec = Candidate("refer", None, "specialist", 0, None, None,
@@ -413,6 +710,8 @@ def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
         rationale = ("No rule of the rule set recommends a step for this patient, or "
                      "every option is excluded; a specialist decides.")
         evidence, alternatives = [], []
+    if rec.engine_rule == UNJUDGED_RULE:
+        requests.setdefault("treatments[].response", rec.note)
     seen = {(rec.action, rec.drug)}
     unique_alts = []
     for alt in alternatives:
@@ -424,7 +723,8 @@ def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
     for fired in ev.fired:
         warn = fired.rule.spec.then.warn
         if warn:
-            warnings.append((warn.severity, warn.message.strip(), fired.rule.id))
+            warnings.append((warn.severity, render_text(warn.message.strip(), ctx),
+                             fired.rule.id))
     warnings.sort(key=lambda w: (SEVERITY_RANK[w[0]], w[2]))
 
     weight_missing = ev.facts.get("weight_kg") is None and any(
@@ -436,12 +736,18 @@ def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
                        key=lambda e: (e.drug, e.rule))
     rec_rule = rec.rule_id if rec.action != "gather_data" else ""
     chosen = rec if rec.action != "gather_data" else None
+    monitoring = _monitoring(ruleset, ev, chosen, rec_rule, ctx)
+    if rec.engine_rule == TRIAL_RULE and rec.drug:
+        until = ev.courses[rec.drug].trial_until
+        monitoring.append(Monitor("clasi_review", f"due {until}: judge the response to "
+                                  f"{_label(ruleset, rec.drug)} (end of its trial period)",
+                                  TRIAL_RULE, rec.note, rec.drug))
     return Decision(
         recommendation=rec, rationale=rationale, evidence=evidence,
         alternatives=unique_alts, excluded=ex_sorted,
-        monitoring=_monitoring(ruleset, ev, chosen, rec_rule),
+        monitoring=monitoring,
         warnings=warnings,
         missing_data=sorted(requests.items()),
-        why_not=_why_not(ruleset, ev, rec, candidates, ex_sorted, combos),
+        why_not=_why_not(ruleset, ev, rec, candidates, ex_sorted, combos, split.waiting),
         on_hold=wanted,
     )

@@ -10,6 +10,7 @@ from typing import Any
 
 from . import conditions as C
 from .compile import CompiledRules
+from .courses import CourseView, course_views
 from .facts import patient_facts
 from .models import Patient
 from .ruleset import Rule
@@ -30,6 +31,7 @@ class Evaluation:
     fired: tuple[Fired, ...]
     derived: frozenset[str]
     rules: dict[str, Rule] = field(default_factory=dict)
+    courses: dict[str, CourseView] = field(default_factory=dict)
 
     def fired_ids(self) -> set[str]:
         return {f.rule.id for f in self.fired}
@@ -53,9 +55,10 @@ def _matched(branch: C.Branch, facts: dict[str, Any]) -> dict[str, Any]:
 def evaluate(patient: Patient, compiled: CompiledRules) -> Evaluation:
     """Run the rules for one patient; the durable_rules session is gone afterwards."""
     ruleset = compiled.ruleset
-    facts = patient_facts(patient, ruleset.drug_classes, ruleset.teratogens)
+    views = course_views(patient, ruleset.drugs, ruleset.thresholds, ruleset.days)
+    facts = patient_facts(patient, ruleset, views)
     firings, derived = compiled.run(facts)
     by_id = ruleset.by_id
     fired = tuple(Fired(by_id[f.rule], _matched(compiled.branches[f.rule][f.branch], facts))
                   for f in firings)
-    return Evaluation(patient, facts, fired, frozenset(derived), by_id)
+    return Evaluation(patient, facts, fired, frozenset(derived), by_id, views)

@@ -8,8 +8,8 @@ from typing import Any
 
 from .decide import Decision, WhyNot
 from .evaluate import Evaluation, Fired
-from .models import (Alternative, Exclusion, MissingData, MonitoringItem, Recommendation,
-                     Result, RulesetInfo, TraceEntry, Warning)
+from .models import (Alternative, CourseSummary, Exclusion, MissingData, MonitoringItem,
+                     Recommendation, Result, RulesetInfo, TraceEntry, Warning)
 from .ruleset import RuleSet
 
 DISCLAIMER = "Decision support for a clinician; not a prescription."
@@ -68,6 +68,14 @@ def _chain(ev: Evaluation, decision: Decision) -> list[Fired]:
     return [f for f in ev.fired if f.rule.id in wanted]
 
 
+def _course(v: Any) -> CourseSummary:
+    return CourseSummary.model_construct(
+        drug=v.drug, start=str(v.start), stop=str(v.stop) if v.stop else None,
+        phase=v.phase or "unjudged",
+        months=v.months, dose=v.dose_text if v.dose is not None else None,
+        at_max_dose=v.at_max_dose, trial_until=str(v.trial_until) if v.trial_until else None)
+
+
 def _trace_value(value: Any) -> Any:
     if isinstance(value, bool) or value is None:
         return value
@@ -91,10 +99,11 @@ def explain(ruleset: RuleSet, ev: Evaluation, decision: Decision,
         recommendation=Recommendation.model_construct(
             action=rec.action, drug=rec.drug, dose=rec.dose, stage=rec.stage,
             summary=rec.summary, rule=rec.rule_id, rationale=decision.rationale,
-            evidence=decision.evidence),
-        alternatives=[Alternative.model_construct(action=a.action, drug=a.drug, rule=a.rule_id,
-                                  rationale=a.summary + ". " + a.rule.spec.because.strip())
-                      for a in decision.alternatives if a.rule],
+            evidence=decision.evidence, stops=list(rec.stops)),
+        alternatives=[Alternative.model_construct(
+            action=a.action, drug=a.drug, rule=a.rule_id,
+            rationale=a.summary + ". " + (a.rule.spec.because.strip() if a.rule else a.note))
+            for a in decision.alternatives],
         excluded=[Exclusion.model_construct(drug=e.drug, rule=e.rule, reason=e.reason)
                   for e in decision.excluded],
         monitoring=[MonitoringItem.model_construct(what=m.what, when=m.when, rule=m.rule, reason=m.reason)
@@ -105,6 +114,7 @@ def explain(ruleset: RuleSet, ev: Evaluation, decision: Decision,
                           matched={k: _trace_value(v) for k, v in f.matched.items()},
                           asserted=_asserted(f)) for f in ev.fired],
         disclaimer=DISCLAIMER,
+        courses=[_course(v) for _, v in sorted(ev.courses.items())],
     )
     keys: list[str] = list(decision.evidence)
     why = _chain(ev, decision)
@@ -117,4 +127,4 @@ def explain(ruleset: RuleSet, ev: Evaluation, decision: Decision,
     references = {k: ruleset.evidence[k].citation for k in dict.fromkeys(keys)
                   if k in ruleset.evidence}
     return Explanation(result, why, decision.why_not, references, prov.status,
-                       len(ev.fired), tuple(a.summary for a in decision.alternatives if a.rule))
+                       len(ev.fired), tuple(a.summary for a in decision.alternatives))

@@ -13,10 +13,14 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from . import vocabulary as V
+from .courses import (PHASES, CourseView, antimalarial_years, course_views,
+                      creatinine_clearance, first_antimalarial_start)
 from .models import Course, Patient
 
 YES, NO, UNKNOWN = "yes", "no", "unknown"
 DAYS_PER_MONTH = 30.44
+# Retinal screening counts years of 4-aminoquinoline use (marmor-2016).
+ANTIMALARIALS = ("hydroxychloroquine", "chloroquine")
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,25 @@ def _specs(drug_classes: Iterable[str]) -> dict[str, FactSpec]:
         FactSpec("contraception", "enum", "contraception used", V.CONTRACEPTION),
         FactSpec("days_since_negative_pregnancy_test", "number",
                  "days since the last negative pregnancy test", unit="days"),
+        FactSpec("negative_pregnancy_test_gap_days", "number",
+                 "days between the last two negative pregnancy tests", unit="days"),
+        FactSpec("contraception_weeks", "number",
+                 "weeks the current contraception has been in place", unit="weeks"),
+        FactSpec("oestrogen_contraception", "bool",
+                 "combined (oestrogen-containing) hormonal contraception"),
+        FactSpec("planning_pregnancy", "bool", "a woman planning a pregnancy"),
+        FactSpec("partner_may_conceive", "bool", "a man whose partner may conceive"),
+        FactSpec("condom_use", "bool", "a man who uses condoms"),
+        FactSpec("planning_to_father", "bool", "a man planning to father a child"),
+        FactSpec("creatinine_clearance", "number",
+                 "Cockcroft-Gault creatinine clearance", unit="mL/min"),
+        FactSpec("antimalarial_years", "number",
+                 "cumulative years of hydroxychloroquine or chloroquine", unit="years"),
+        FactSpec("antimalarial_months_since_first_start", "number",
+                 "months since the first hydroxychloroquine or chloroquine start",
+                 unit="months"),
+        FactSpec("retinal_baseline_done", "bool",
+                 "a retinal exam from the year before the first antimalarial or later"),
         FactSpec("smoker", "bool", "smokes"),
         FactSpec("subtype", "enum", "CLE subtype", V.SUBTYPES),
         FactSpec("extent", "enum", "extent of skin disease", ("localized", "widespread")),
@@ -77,7 +100,7 @@ def _specs(drug_classes: Iterable[str]) -> dict[str, FactSpec]:
                  default=NO),
     ]
     for lab, unit in (("egfr", "mL/min/1.73 m2"), ("neutrophils", "10^9/L"),
-                      ("platelets", "10^9/L"), ("alt", "U/L")):
+                      ("platelets", "10^9/L"), ("alt", "U/L"), ("creatinine", "umol/L")):
         s.append(FactSpec(lab, "number", f"latest {lab}", unit=unit))
         s.append(FactSpec(f"{lab}_age_days", "number", f"age of the latest {lab} result",
                           unit="days"))
@@ -111,6 +134,16 @@ def _specs(drug_classes: Iterable[str]) -> dict[str, FactSpec]:
                      f"{name}: any course had a partial or complete response", default=NO),
             FactSpec(f"{drug}_adverse_event", "bool",
                      f"{name}: a course stopped for an adverse event", default=NO),
+            FactSpec(f"{drug}_phase", "enum",
+                     f"{name}: phase of the latest course (in_trial, responding, partial, "
+                     "failed, stopped_early, unjudged)", PHASES, default="not_taken"),
+            FactSpec(f"{drug}_at_max_dose", "bool",
+                     f"{name}: the current dose is the catalogue's top step or limit",
+                     default=NO),
+            FactSpec(f"{drug}_dose_wrong_unit", "bool",
+                     f"{name}: a weekly drug recorded as a daily dose", default=NO),
+            FactSpec(f"{drug}_dose_above_max", "bool",
+                     f"{name}: the current dose is above the catalogue's maximum", default=NO),
         ]
     for cls in sorted(set(drug_classes)):
         s.append(FactSpec(f"on_{cls}", "bool", f"any {cls.replace('_', ' ')} ongoing",
@@ -152,6 +185,34 @@ def _daily_dose(course: Course) -> float | None:
 
 
 def _reproductive(p: Patient) -> dict[str, Any]:
+    out = _woman(p)
+    r = p.reproductive
+    if p.demographics.sex == "male":
+        out.update(planning_pregnancy=NO,
+                   partner_may_conceive=_tri(r.partner_may_conceive) if r else UNKNOWN,
+                   condom_use=_tri(r.condom_use) if r else UNKNOWN,
+                   planning_to_father=_tri(r.planning_to_father) if r else UNKNOWN)
+        return out
+    out.update(partner_may_conceive=NO, planning_to_father=NO)
+    if out["childbearing_potential"] == NO:
+        out.setdefault("planning_pregnancy", NO)
+    if r is None:
+        return out
+    out["oestrogen_contraception"] = _tri(r.oestrogen_contraception)
+    if out["childbearing_potential"] != NO:
+        out["planning_pregnancy"] = _tri(r.planning_pregnancy)
+    if r.contraception_since is not None and r.contraception in (
+            "one_method", "two_methods", "abstinence"):
+        out["contraception_weeks"] = _num(_days(r.contraception_since, p.as_of) / 7)
+    tests = r.negative_tests()
+    if tests:
+        out["days_since_negative_pregnancy_test"] = _days(tests[-1], p.as_of)
+    if len(tests) > 1:
+        out["negative_pregnancy_test_gap_days"] = _days(tests[-2], tests[-1])
+    return out
+
+
+def _woman(p: Patient) -> dict[str, Any]:
     if p.demographics.sex == "male":
         return {"childbearing_potential": NO, "pregnant": NO, "breastfeeding": NO,
                 "contraception": "none"}
@@ -164,16 +225,12 @@ def _reproductive(p: Patient) -> dict[str, Any]:
                     "breastfeeding": UNKNOWN, "contraception": UNKNOWN}
         return {"childbearing_potential": NO, "pregnant": NO, "breastfeeding": NO,
                 "contraception": "none"}
-    out: dict[str, Any] = {
+    return {
         "childbearing_potential": _tri(r.childbearing_potential),
         "pregnant": _tri(r.pregnant),
         "breastfeeding": _tri(r.breastfeeding),
         "contraception": r.contraception,
     }
-    if r.last_negative_pregnancy_test is not None:
-        out["days_since_negative_pregnancy_test"] = _days(r.last_negative_pregnancy_test,
-                                                          p.as_of)
-    return out
 
 
 def course_key(c: Course) -> tuple[Any, ...]:
@@ -220,9 +277,27 @@ def _drug_facts(drug: str, courses: list[Course], p: Patient) -> dict[str, Any]:
     return out
 
 
-def patient_facts(p: Patient, drug_classes: dict[str, str],
-                  teratogens: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """All facts of one patient, keyed by fact name (see fact_specs)."""
+def _course_facts(drug: str, view: CourseView | None) -> dict[str, Any]:
+    if view is None:
+        return {f"{drug}_phase": "not_taken", f"{drug}_at_max_dose": NO,
+                f"{drug}_dose_wrong_unit": NO, f"{drug}_dose_above_max": NO}
+    out: dict[str, Any] = {
+        f"{drug}_dose_wrong_unit": YES if view.current and view.wrong_unit else NO,
+        f"{drug}_dose_above_max": YES if view.current and view.above_max else NO,
+        f"{drug}_at_max_dose": (_tri(view.at_max_dose) if view.current else NO),
+    }
+    out[f"{drug}_phase"] = view.phase or "unjudged"
+    return out
+
+
+def patient_facts(p: Patient, ruleset: Any,
+                  views: dict[str, CourseView] | None = None) -> dict[str, Any]:
+    """All facts of one patient, keyed by fact name (see fact_specs). `ruleset` gives
+    the drug catalogue and the named thresholds the course model needs."""
+    drug_classes: dict[str, str] = ruleset.drug_classes
+    teratogens: frozenset[str] = ruleset.teratogens
+    if views is None:
+        views = course_views(p, ruleset.drugs, ruleset.thresholds, ruleset.days)
     d, dx = p.demographics, p.diagnosis
     f: dict[str, Any] = {"age": _num(d.age), "sex": d.sex}
     if d.weight_kg is not None:
@@ -259,7 +334,7 @@ def patient_facts(p: Patient, drug_classes: dict[str, str],
     for word in V.SYMPTOMS:
         f[word] = YES if word in symptoms else NO
 
-    for lab in ("egfr", "neutrophils", "platelets", "alt"):
+    for lab in ("egfr", "neutrophils", "platelets", "alt", "creatinine"):
         value = getattr(p.labs, lab)
         if value is not None:
             f[lab] = _num(value.value)
@@ -272,10 +347,21 @@ def patient_facts(p: Patient, drug_classes: dict[str, str],
     if "g6pd_deficiency" in present:
         f["g6pd"] = "deficient"
 
+    crcl = creatinine_clearance(p)
+    if crcl is not None:
+        f["creatinine_clearance"] = _num(round(crcl, 1))
+
     exams = sorted(p.eye_exams, key=lambda e: (e.date, e.result))
     f["retinal_toxicity"] = YES if any(e.result == "toxicity" for e in exams) else NO
     if exams:
         f["days_since_eye_exam"] = _days(exams[-1].date, p.as_of)
+    years = antimalarial_years(p, ANTIMALARIALS)
+    first = first_antimalarial_start(p, ANTIMALARIALS)
+    if years is not None and first is not None:
+        f["antimalarial_years"] = _num(round(years, 2))
+        f["antimalarial_months_since_first_start"] = _num(_days(first, p.as_of)
+                                                          / DAYS_PER_MONTH)
+        f["retinal_baseline_done"] = _tri(any(_days(e.date, first) <= 365 for e in exams))
 
     by_drug: dict[str, list[Course]] = {}
     for c in p.treatments:
@@ -284,6 +370,7 @@ def patient_facts(p: Patient, drug_classes: dict[str, str],
     systemic = teratogen = False
     for drug in V.DRUGS:
         facts = _drug_facts(drug, by_drug.get(drug, []), p)
+        facts.update(_course_facts(drug, views.get(drug)))
         f.update(facts)
         if facts[f"{drug}_status"] == "current":
             current_classes.add(drug_classes.get(drug, ""))

@@ -43,7 +43,25 @@ class Reproductive(_Strict):
     pregnant: TriState = "unknown"
     breastfeeding: TriState = "unknown"
     contraception: Literal[V.CONTRACEPTION] = "unknown"  # type: ignore[valid-type]
+    # When the current contraception began: "4 weeks / 1 month before the start" needs it.
+    contraception_since: dt.date | None = None
+    # Combined (oestrogen-containing) hormonal contraception: a VTE risk with IMiDs.
+    oestrogen_contraception: TriState = "unknown"
     last_negative_pregnancy_test: dt.date | None = None
+    negative_pregnancy_tests: list[dt.date] = Field(default_factory=list, max_length=100)
+    planning_pregnancy: TriState = "unknown"
+    # Men: what the paternal requirements of a drug need.
+    partner_may_conceive: TriState = "unknown"
+    condom_use: TriState = "unknown"
+    planning_to_father: TriState = "unknown"
+
+    def negative_tests(self) -> list[dt.date]:
+        """Every negative pregnancy test date, oldest first (the one-date shorthand
+        included)."""
+        dates = set(self.negative_pregnancy_tests)
+        if self.last_negative_pregnancy_test is not None:
+            dates.add(self.last_negative_pregnancy_test)
+        return sorted(dates)
 
 
 class Diagnosis(_Strict):
@@ -93,6 +111,7 @@ class Labs(_Strict):
     neutrophils: NumericLab | None = None
     platelets: NumericLab | None = None
     alt: NumericLab | None = None
+    creatinine: NumericLab | None = None  # serum creatinine, umol/L
     g6pd: G6pdLab | None = None
 
 
@@ -136,6 +155,8 @@ class Recommendation(_Out):
     rule: str
     rationale: str
     evidence: list[str]
+    # Compatible addition: the drugs this step stops (a switch names what stops).
+    stops: list[Drug] = Field(default_factory=list)
 
 
 class Alternative(_Out):
@@ -169,6 +190,19 @@ class MissingData(_Out):
     why: str
 
 
+class CourseSummary(_Out):
+    """Compatible addition: each drug's latest course and its phase, as the rules saw it."""
+
+    drug: Drug
+    start: str
+    stop: str | None
+    phase: str
+    months: float
+    dose: str | None
+    at_max_dose: bool | None
+    trial_until: str | None
+
+
 class TraceEntry(_Out):
     rule: str
     kind: Literal["derive", "recommend", "exclude", "monitor", "warn", "request"]
@@ -192,3 +226,4 @@ class Result(_Out):
     missing_data: list[MissingData]
     trace: list[TraceEntry]
     disclaimer: str
+    courses: list[CourseSummary] = Field(default_factory=list)

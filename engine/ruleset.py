@@ -36,11 +36,13 @@ class _Strict(BaseModel):
 
 
 class Threshold(_Strict):
-    value: float
+    value: float = Field(allow_inf_nan=False)
     unit: str = ""
     evidence: list[str] = Field(default_factory=list)
     note: str = ""
     verify: bool = False
+    # False: the number is a conservative choice that no cited source contains.
+    number_in_source: bool = True
 
 
 class Provenance(_Strict):
@@ -75,6 +77,84 @@ class DoseLimit(_Strict):
     evidence: list[str] = Field(min_length=1)
 
 
+Duration = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=80)]
+
+
+class Tablet(_Strict):
+    """One dispensable strength. For a salt, `base_mg` is the base it holds."""
+
+    mg: float = Field(gt=0, le=5000)
+    base_mg: float | None = Field(default=None, gt=0, le=5000)
+
+
+class Dosing(_Strict):
+    """How a drug is dosed: unit, start dose, steps, maximum, and what a pharmacy
+    dispenses. Numbers are in `unit` (mg per day, or mg per week for weekly drugs)."""
+
+    unit: Literal["mg_per_day", "mg_per_week"] = "mg_per_day"
+    start: Text                       # the start dose as the prescriber writes it
+    steps_mg: list[Annotated[float, Field(gt=0, le=5000)]] = Field(default_factory=list)
+    max_mg: float | None = Field(default=None, gt=0, le=5000)  # above it: critical
+    tablets: list[Tablet] = Field(default_factory=list)
+    salt: str | None = None           # e.g. "phosphate": the mg above are of the salt
+    evidence: list[str] = Field(min_length=1)
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _steps_ascend(self) -> "Dosing":
+        if self.steps_mg != sorted(set(self.steps_mg)):
+            raise ValueError("steps_mg must ascend without repeats")
+        if self.max_mg is not None and self.steps_mg and self.steps_mg[-1] > self.max_mg:
+            raise ValueError("the last dose step is above max_mg")
+        return self
+
+
+class CourseProfile(_Strict):
+    """How a course of the drug is judged, and what it may be taken with."""
+
+    trial: Duration | None = None     # named threshold: how long before it is judged
+    adjunct: bool = False             # topicals and the bridge sit beside any course
+    combines_with: list[Drug] = Field(default_factory=list)
+    evidence: list[str] = Field(default_factory=list)
+    note: str = ""
+
+
+class WomanProfile(_Strict):
+    """Pregnancy prevention for a woman of childbearing potential."""
+
+    contraception: Literal["none", "one_method", "two_methods"] = "none"
+    before_start: Duration | None = None        # named threshold
+    after_last_dose: Duration | None = None     # named threshold: also the washout
+    tests_before_start: int = Field(default=0, ge=0, le=3)
+    tests_apart_days_min: int | None = Field(default=None, ge=0, le=60)
+    tests_apart_days_max: int | None = Field(default=None, ge=0, le=60)
+    last_test_within: Duration | None = None    # named threshold
+    tests_during: str = ""                       # steady schedule text (monitoring)
+    tests_start_phase: str = ""                  # schedule text for the first weeks
+    tests_start_phase_until: Duration | None = None
+    tests_after: str = ""                        # after the last dose (within the window)
+    stop_before_conception: Duration | None = None
+    breastfeeding: Literal["compatible", "avoid"] = "avoid"
+    pregnancy: Literal["compatible", "contraindicated", "not_established"] = "contraindicated"
+    evidence: list[str] = Field(min_length=1)
+    note: str = ""
+
+
+class ManProfile(_Strict):
+    """What a man on the drug needs when a partner may conceive."""
+
+    condoms: bool = False
+    after_last_dose: Duration | None = None     # named threshold
+    stop_before_conception: Duration | None = None
+    disagreement: str = ""                      # where sources differ: said in the advice
+    evidence: list[str] = Field(min_length=1)
+
+
+class ReproductiveProfile(_Strict):
+    woman: WomanProfile
+    man: ManProfile | None = None
+
+
 class DrugEntry(_Strict):
     label: Text
     drug_class: Word = Field(alias="class")
@@ -84,6 +164,9 @@ class DrugEntry(_Strict):
     dose_limit: DoseLimit | None = None
     never_with: list[Drug] = Field(default_factory=list)
     evidence: list[str] = Field(default_factory=list)
+    dosing: Dosing | None = None
+    course: CourseProfile = Field(default_factory=CourseProfile)
+    reproductive: ReproductiveProfile | None = None
 
 
 class DrugFile(_Strict):
@@ -108,6 +191,10 @@ class MonitorSpec(_Strict):
     first_in_days: Annotated[int, Field(ge=0, le=3650)] | Word | None = None
     counted_from_stop_of: Drug | None = None
     counted_from_start_of: Drug | None = None
+    # Shown only in a window of the drug's course (days from its continuous start; a
+    # drug not yet started is at day 0): start-only items vanish, steady ones follow.
+    shown_from_day: Annotated[int, Field(ge=0, le=36500)] | Word | None = None
+    shown_until_day: Annotated[int, Field(ge=1, le=36500)] | Word | None = None
 
 
 class WarnSpec(_Strict):
@@ -126,6 +213,13 @@ class RequestSpec(_Strict):
         return self.ask or self.field.rsplit(".", 1)[-1].replace("_", " ")
 
 
+class DoseSpec(_Strict):
+    """This patient's dose of a drug, wherever a step names it (e.g. a renal dose)."""
+
+    drug: Drug
+    dose: Text
+
+
 class ThenSpec(_Strict):
     derive: Word | None = None
     recommend: RecommendSpec | None = None
@@ -133,6 +227,7 @@ class ThenSpec(_Strict):
     monitor: list[MonitorSpec] | None = None
     warn: WarnSpec | None = None
     request: list[RequestSpec] | None = None
+    dose: DoseSpec | None = None
 
     @model_validator(mode="after")
     def _something(self) -> "ThenSpec":
@@ -212,7 +307,7 @@ class RuleSet:
         if value is None or isinstance(value, int):
             return value
         threshold = self.provenance.thresholds[value]
-        per = {"days": 1, "weeks": 7, "months": 30.44}.get(threshold.unit, 1)
+        per = {"days": 1, "weeks": 7, "months": 30.44, "years": 365.25}.get(threshold.unit, 1)
         return int(round(threshold.value * per))
 
     @cached_property
@@ -249,6 +344,16 @@ class Finding:
 def considered_fact(drug: str) -> str:
     """The fact a recommend rule asserts so that monitoring rules can plan ahead."""
     return f"{drug}_considered"
+
+
+STARTING_ACTIONS = ("start", "add", "switch", "reintroduce")
+
+
+def start_considered_fact(drug: str) -> str:
+    """Asserted when a rule suggests starting (or adding, switching to, reintroducing) a
+    drug: pre-start requirements (tests, contraception) depend on it alone, without a
+    test on the patient fact (see durable_rules' match limit)."""
+    return f"{drug}_start_considered"
 
 
 def _rules_hash(files: list[tuple[str, str]]) -> str:
@@ -295,6 +400,80 @@ def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def _durations(entry: DrugEntry) -> list[tuple[tuple[str, ...], str]]:
+    """(where in the entry, threshold name) for every named duration of a drug."""
+    out: list[tuple[tuple[str, ...], str]] = []
+    if entry.course.trial:
+        out.append((("course", "trial"), entry.course.trial))
+    if entry.reproductive:
+        for who in ("woman", "man"):
+            profile = getattr(entry.reproductive, who)
+            if profile is None:
+                continue
+            for key in ("before_start", "after_last_dose", "last_test_within",
+                        "stop_before_conception", "tests_start_phase_until"):
+                value = getattr(profile, key, None)
+                if value:
+                    out.append((("reproductive", who, key), value))
+    return out
+
+
+def _catalogue_derived(drugs: dict[str, DrugEntry]) -> set[str]:
+    from .catalogue import DERIVED_BASE, since_fact, test_fact
+    out = set(DERIVED_BASE)
+    for entry in drugs.values():
+        woman = entry.reproductive.woman if entry.reproductive else None
+        if woman is not None and woman.tests_before_start:
+            out.add(test_fact(woman))
+        if woman is not None and woman.before_start:
+            out.add(since_fact(woman.before_start))
+    return out
+
+
+def _catalogue_rules(drugs: dict[str, DrugEntry], provenance: Provenance, doc: Document,
+                     vocab: C.Vocabulary, seen: dict[str, Any],
+                     findings: list[Finding]) -> list[Rule]:
+    """The rules drugs.yaml implies (engine/catalogue.py), checked like rule files."""
+    from .catalogue import generated_rules
+    bad = False
+    for name, entry in drugs.items():
+        for where, value in _durations(entry):
+            t = provenance.thresholds.get(value)
+            path = ("drugs", name) + where
+            if t is None or t.unit not in ("days", "weeks", "months", "years"):
+                findings.append(Finding("error", "unknown-threshold",
+                                        f"'{value}' is not a named threshold in days, weeks, "
+                                        "months or years", doc.file, doc.line_of(path),
+                                        format_path(path)))
+                bad = True
+    if bad:
+        return []
+    per = {"days": 1, "weeks": 7, "months": 30.44, "years": 365.25}
+
+    def days(name: str) -> int | None:
+        t = provenance.thresholds[name]
+        return int(round(t.value * per[t.unit]))
+
+    out: list[Rule] = []
+    for data in generated_rules(drugs, provenance.thresholds, days):
+        drug = data["id"].rsplit(".", 1)[-1]
+        line = doc.line_of(("drugs", drug)) if drug in drugs else doc.line_of(("drugs",))
+        try:
+            spec = RuleSpec.model_validate(data)
+            node = C.parse(spec.when, vocab)
+            out.append(Rule(spec, spec.stage or "general", node, C.nnf(node, vocab),
+                            doc.file, line))
+        except (ValueError, C.ConditionError) as exc:
+            findings.append(Finding("error", "catalogue", f"generated rule {data['id']}: "
+                                    f"{exc}", doc.file, line, None, (data["id"],)))
+            continue
+        if spec.id in seen:
+            findings.append(Finding("error", "duplicate-id", f"rule id '{spec.id}' is "
+                                    "reserved for rules generated from drugs.yaml",
+                                    seen[spec.id][0], seen[spec.id][1], None, (spec.id,)))
+    return out
+
+
 def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
     """Load and check a rules folder; all errors found, and the RuleSet when none."""
     folder = Path(folder)
@@ -317,6 +496,16 @@ def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
         if entry.dose_limit:
             _check_evidence(entry.dose_limit.evidence, evidence, drug_doc,
                             where + ("dose_limit", "evidence"), findings)
+        if entry.dosing:
+            _check_evidence(entry.dosing.evidence, evidence, drug_doc,
+                            where + ("dosing", "evidence"), findings)
+        _check_evidence(entry.course.evidence, evidence, drug_doc,
+                        where + ("course", "evidence"), findings)
+        for who in ("woman", "man"):
+            profile = getattr(entry.reproductive, who, None) if entry.reproductive else None
+            if profile is not None:
+                _check_evidence(profile.evidence, evidence, drug_doc,
+                                where + ("reproductive", who, "evidence"), findings)
     for name, t in provenance.thresholds.items():
         _check_evidence(t.evidence, evidence, meta_doc, ("thresholds", name, "evidence"),
                         findings)
@@ -338,6 +527,8 @@ def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
 
     # Which facts are derived: by active rules, plus the automatic '<drug>_considered'.
     derived: set[str] = {considered_fact(d) for d in V.DRUGS}
+    derived |= {start_considered_fact(d) for d in V.DRUGS}
+    derived |= _catalogue_derived(drugs)
     seen: dict[str, tuple[str, int | None]] = {}
     entries: list[tuple[Document, int, RuleSpec, str]] = []
     inactive: list[RuleSpec] = []
@@ -398,7 +589,8 @@ def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
                                     format_path(base + ("then", "recommend", "drug")),
                                     (spec.id,)))
         for j, item in enumerate(then.monitor or []):
-            for key in ("every_days", "until_day", "first_in_days"):
+            for key in ("every_days", "until_day", "first_in_days", "shown_from_day",
+                        "shown_until_day"):
                 value = getattr(item, key)
                 if isinstance(value, str) and value not in vocab.thresholds:
                     where = base + ("then", "monitor", j, key)
@@ -418,6 +610,7 @@ def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
         if then.derive:
             depends.setdefault(then.derive, set()).update(
                 f for f in node.facts() if f in derived)
+    rules += _catalogue_rules(drugs, provenance, drug_doc, vocab, seen, findings)
     for cycle in _cycles(depends):
         findings.append(Finding("error", "circular", "circular derivation: "
                                 + " -> ".join(cycle), str(folder)))

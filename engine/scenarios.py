@@ -19,6 +19,9 @@ expected outcome; `expand` runs one scenario over combinations of values.
           warnings_include: [critical]
           missing_data_includes: [reproductive.pregnant]
           rules_fired: [safety.pregnancy.unknown]
+          summary_includes: "2027-01-22"  # words in the step's summary
+          stops: [methotrexate]           # what a switch stops
+          warning_text_includes: ["stopped 2025-12-20"]
 """
 from __future__ import annotations
 
@@ -43,7 +46,9 @@ from .validate import validate_patient
 
 EXPECT_KEYS = {"action", "drug", "rule", "stage", "excluded_includes", "excluded_excludes",
                "never", "monitoring_includes", "warnings_include", "missing_data_includes",
-               "rules_fired", "dose_includes"}
+               "rules_fired", "dose_includes", "summary_includes", "stops",
+               "warning_text_includes", "monitoring_text_includes",
+               "monitoring_text_excludes"}
 
 
 @dataclass
@@ -142,6 +147,22 @@ def compare(result: dict[str, Any], expect: dict[str, Any]) -> list[str]:
     for key in ("action", "drug", "rule", "stage"):
         if key in expect and rec.get(key) not in _as_list(expect[key]):
             bad.append(f"{key}: - expected {expect[key]!r}  + got {rec.get(key)!r}")
+    if "summary_includes" in expect and str(expect["summary_includes"]) not in rec["summary"]:
+        bad.append(f"summary: - expected to include {expect['summary_includes']!r}  "
+                   f"+ got {rec['summary']!r}")
+    if "stops" in expect and sorted(rec.get("stops") or []) != sorted(expect["stops"]):
+        bad.append(f"stops: - expected {sorted(expect['stops'])}  + got {rec.get('stops')}")
+    plans = " | ".join(f"{m['what']}: {m['when']}" for m in result["monitoring"])
+    for words in _as_list(expect.get("monitoring_text_includes", [])):
+        if str(words) not in plans:
+            bad.append(f"monitoring: - expected an item with {words!r}  + got {plans!r}")
+    for words in _as_list(expect.get("monitoring_text_excludes", [])):
+        if str(words) in plans:
+            bad.append(f"monitoring: - expected no item with {words!r}  + got {plans!r}")
+    texts = " | ".join(w["message"] for w in result["warnings"])
+    for words in _as_list(expect.get("warning_text_includes", [])):
+        if str(words) not in texts:
+            bad.append(f"warnings: - expected a message with {words!r}  + got {texts!r}")
     if "dose_includes" in expect and str(expect["dose_includes"]) not in (rec.get("dose") or ""):
         bad.append(f"dose: - expected to include {expect['dose_includes']!r}  "
                    f"+ got {rec.get('dose')!r}")

@@ -11,10 +11,11 @@ from typing import Any
 from . import vocabulary as V
 
 AS_OF = dt.date(2026, 11, 20)
-DOSES = {"hydroxychloroquine": (200, 300, 400), "chloroquine": (150, 250),
-         "quinacrine": (100,), "mycophenolate": (2000, 3000), "dapsone": (50, 100),
-         "acitretin": (25,), "isotretinoin": (20,), "thalidomide": (50, 100),
-         "lenalidomide": (2.5, 5, 10), "systemic_corticosteroid": (10, 30)}
+DOSES = {"hydroxychloroquine": (200, 300, 400, 600), "chloroquine": (150, 250),
+         "quinacrine": (100, 200), "mycophenolate": (2000, 3000, 4000),
+         "dapsone": (50, 100, 300), "acitretin": (25, 50, 75), "isotretinoin": (20,),
+         "thalidomide": (50, 100, 200), "lenalidomide": (2.5, 5, 10, 15),
+         "systemic_corticosteroid": (10, 30)}
 LADDER = ("topical_corticosteroid", "hydroxychloroquine", "quinacrine", "chloroquine",
           "methotrexate", "mycophenolate", "dapsone", "acitretin", "isotretinoin",
           "thalidomide", "lenalidomide")
@@ -44,8 +45,8 @@ def random_patient(rng: random.Random, thresholds: dict[str, float] | None = Non
     clasi_points = tuple(t[k] for k in ("moderate_clasi_activity", "severe_clasi_activity")
                          if k in t) + (0,)
     trial = tuple(t[k] for k in ("antimalarial_trial_months", "immunosuppressant_trial_months",
-                                 "retinal_baseline_months", "retinal_annual_after_months",
-                                 "bridge_max_months") if k in t) or (3,)
+                                 "retinal_baseline_months", "bridge_max_months")
+                  if k in t) + (60,)
     weeks = t.get("relapse_window_weeks", 8)
     sex = rng.choice(("female", "male"))
     age = rng.choice((rng.randint(12, 55), rng.randint(0, 120), 55, 56, 11, 12))
@@ -73,14 +74,27 @@ def random_patient(rng: random.Random, thresholds: dict[str, float] | None = Non
                                "contraception": rng.choice(V.CONTRACEPTION)}
         if rng.random() < 0.5:
             rep["last_negative_pregnancy_test"] = day(rng.randint(0, 60))
+        if rng.random() < 0.5:  # a pair of tests around the 8-14 day gaps
+            first = rng.choice((0, 1, 2, 9))
+            rep["negative_pregnancy_tests"] = [day(first), day(first + rng.choice((7, 8, 10,
+                                                                                   14, 15)))]
+        if rng.random() < 0.6:
+            rep["contraception_since"] = day(rng.choice((0, 20, 27, 28, 29, 31, 200)))
+        for key in ("planning_pregnancy", "oestrogen_contraception"):
+            if rng.random() < 0.7:
+                rep[key] = rng.choice((True, False, False, "unknown"))
         record["reproductive"] = rep
+    elif sex == "male" and rng.random() < 0.7:
+        record["reproductive"] = {k: rng.choice((True, False, "unknown")) for k in
+                                  ("partner_may_conceive", "condom_use", "planning_to_father")}
     for _ in range(rng.choice((0, 1, 2, 2, 3))):
         record["activity"].append({"date": day(rng.randint(0, 400)),
                                    "clasi_activity": _near(rng, clasi_points, 0, 70)})
     if record["activity"] and rng.random() < 0.5:
         record["activity"][0]["clasi_damage"] = rng.randint(0, 56)
     for lab, points, hi in (("egfr", (30, 60), 150), ("neutrophils", (0.5, 1.0), 12),
-                            ("platelets", (30, 50, 75), 600), ("alt", (), 300)):
+                            ("platelets", (30, 50, 75), 600), ("alt", (), 300),
+                            ("creatinine", (90, 150, 300), 900)):
         if rng.random() < 0.85:
             record["labs"][lab] = {"value": _near(rng, points, 0, hi, 0.1 if hi < 20 else 1),
                                    "date": day(rng.choice((0, 29, 30, 31, 90, 400)))}
@@ -105,8 +119,10 @@ def random_patient(rng: random.Random, thresholds: dict[str, float] | None = Non
         start = since + length
         course: dict[str, Any] = {"drug": drug, "start": day(start),
                                   "response": rng.choice(V.RESPONSES)}
-        if drug == "methotrexate":
-            course["dose_mg_per_week"] = rng.choice((7.5, 15, 25))
+        if drug == "methotrexate" and rng.random() < 0.1:
+            course["dose_mg_per_day"] = 15  # the dangerous wrong unit
+        elif drug == "methotrexate":
+            course["dose_mg_per_week"] = rng.choice((7.5, 15, 25, 30))
         elif drug in DOSES:
             course["dose_mg_per_day"] = rng.choice(DOSES[drug])
         if stopped:
@@ -147,11 +163,13 @@ def _late_course(rng: random.Random, record: dict[str, Any], day) -> None:
     drug = rng.choice(("thalidomide", "lenalidomide"))
     dose = 100 if drug == "thalidomide" else rng.choice((5, 10))
     weeks = rng.choice((1, 4, 8, 9, 20))
+    if rng.random() < 0.3 and record.get("reproductive") is not None:
+        record["reproductive"]["pregnant"] = rng.choice((True, False))
     response = rng.choice(("complete", "complete", "partial", "none"))
     shape = rng.choice(("current", "stopped", "reduced", "failed"))
     if shape == "current":
         record["treatments"].append({"drug": drug, "dose_mg_per_day": dose,
-                                     "start": day(rng.choice((7, 30, 200))),
+                                     "start": day(rng.choice((7, 30, 89, 92, 200))),
                                      "response": response})
     elif shape == "stopped":
         record["treatments"].append({"drug": drug, "dose_mg_per_day": dose, "start": day(400),

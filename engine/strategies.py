@@ -136,7 +136,7 @@ INVALID_CHANGES = [
     ("diagnosis.subtype", "CCLE", "must be one of"),
     ("diagnosis.extent", "everywhere", "must be one of"),
     ("conditions", ["gout"], "must be one of"),
-    ("symptoms", ["insomnia"], "must be one of"),
+    ("symptoms", ["hiccups"], "must be one of"),
     ("activity", [{"date": "2026-12-01", "clasi_activity": 5}], "after as_of"),
     ("activity", [{"date": "2026-11-01", "clasi_activity": 80}], "<= 70"),
     ("treatments", [{"drug": "aspirin", "start": "2025-01-01"}], "must be one of"),

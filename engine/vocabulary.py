@@ -10,11 +10,11 @@ DRUGS = (
 CONDITIONS = (
     "peripheral_neuropathy", "venous_thromboembolism", "retinopathy", "g6pd_deficiency",
     "liver_disease", "renal_impairment", "alcohol_misuse", "psoriasis", "porphyria",
-    "cytopenia",
+    "cytopenia", "antiphospholipid_antibodies", "anti_ro",
 )
 SYMPTOMS = (
     "gastrointestinal", "paresthesia", "numbness", "visual_change", "leg_swelling",
-    "chest_pain", "dyspnoea", "rash", "fever", "infection", "mood_change",
+    "chest_pain", "dyspnoea", "rash", "fever", "infection", "mood_change", "insomnia",
 )
 MONITORING = (
     "clasi_review", "relapse_watch", "cbc", "liver_function", "renal_function",

@@ -58,15 +58,30 @@ def test_start_becomes_add_on_top_of_systemic_therapy(ruleset) -> None:
     assert (d.recommendation.action, d.recommendation.drug) == ("add", "methotrexate")
 
 
-def test_weight_dose_is_within_limit_and_rounded_down(ruleset) -> None:
+def test_weight_dose_is_a_dispensable_regimen_within_the_limit(ruleset) -> None:
+    """Whole 200 mg tablets: 59 kg (limit 295) gets 200 mg daily; 70 kg (350) gets
+    400/200 on alternate days (mean 300); 100 kg is capped at 400 mg/day."""
     text, maximum = weight_dose(ruleset, "hydroxychloroquine", 59)
-    assert maximum == 295 and text.startswith("200 mg per day")
+    assert maximum == 295 and text.startswith("200 mg once daily")
+    text, maximum = weight_dose(ruleset, "hydroxychloroquine", 70)
+    assert maximum == 350 and text.startswith("400 mg and 200 mg on alternate days")
+    assert "mean 300 mg/day" in text and "4.3 mg/kg/day" in text
     text, maximum = weight_dose(ruleset, "hydroxychloroquine", 100)
-    assert maximum == 400 and text.startswith("400 mg per day")
-    text, maximum = weight_dose(ruleset, "chloroquine", 70)
-    assert maximum == 161 and text.startswith("150 mg per day")
+    assert maximum == 400 and text.startswith("400 mg once daily")
     text, maximum = weight_dose(ruleset, "hydroxychloroquine", None)
     assert maximum is None and "weigh the patient" in text
+
+
+def test_chloroquine_dose_names_salt_and_base(ruleset) -> None:
+    """The 2.3 mg/kg limit is applied to the phosphate salt (conservative) and the base
+    is always stated: 70 kg -> 161 mg/day of phosphate -> 250 mg every other day."""
+    text, maximum = weight_dose(ruleset, "chloroquine", 70)
+    assert maximum == 161
+    assert text.startswith("250 mg phosphate (= 150 mg base) every other day")
+    text, _ = weight_dose(ruleset, "chloroquine", 110)
+    assert text.startswith("250 mg phosphate (= 150 mg base) once daily")
+    text, _ = weight_dose(ruleset, "chloroquine", 30)
+    assert "no dispensable regimen" in text
 
 
 def test_why_not_covers_current_and_next_stage(ruleset) -> None:

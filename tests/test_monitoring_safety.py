@@ -189,9 +189,13 @@ def test_methotrexate_screening() -> None:
 
 
 def test_thalidomide_screening_and_pregnancy_tests() -> None:
+    """Two methods for 4 weeks or more, and two negative tests 10-14 days apart with the
+    second within a day (REMS): thalidomide may start."""
     r = run(patient(treatments=REFRACTORY_HISTORY, reproductive={
         "childbearing_potential": True, "pregnant": False, "breastfeeding": False,
-        "contraception": "two_methods", "last_negative_pregnancy_test": "2026-11-18"}))
+        "planning_pregnancy": False, "contraception": "two_methods",
+        "contraception_since": "2026-09-01",
+        "negative_pregnancy_tests": ["2026-11-07", "2026-11-19"]}))
     assert r["recommendation"]["drug"] == "thalidomide"
     assert {"nerve_conduction", "neuropathy_symptoms", "pregnancy_test", "vte_signs"} <= \
         monitoring(r)
@@ -282,7 +286,7 @@ def test_breastfeeding_excludes_teratogens() -> None:
 
 def test_vte_history_warns_with_thalidomide() -> None:
     r = run(patient(treatments=REFRACTORY_HISTORY, conditions=["venous_thromboembolism"]))
-    assert "safety.vte-history" in {w["rule"] for w in r["warnings"]}
+    assert "safety.vte-risk" in {w["rule"] for w in r["warnings"]}
 
 
 # ---------------------------------------------------- fail safe on stale data

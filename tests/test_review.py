@@ -143,6 +143,11 @@ def test_gap_is_reported(rules) -> None:
          "when: {all: [active_disease, pregnant]}\n    then:\n      recommend:\n        action: refer")
     edit(rules / "ruleset.yaml", "gap_fallbacks: [general.active-unresolved, general.continue]",
          "gap_fallbacks: [general.continue]")
+    # and no first antimalarial for a new patient unless pregnant: a sure gap
+    edit(rules / "antimalarial.yaml", "        - systemic_therapy_indicated\n"
+         "        - hydroxychloroquine_status == never\n",
+         "        - systemic_therapy_indicated\n        - pregnant\n"
+         "        - hydroxychloroquine_status == never\n", 1)
     r = cli("rules", "check", rules, "--samples", "800", "--today", "2026-11-25")
     assert "gap: " in r.output and "example patient:" in r.output
 
