@@ -497,8 +497,37 @@ def _dose_rules(cat: Catalogue) -> list[dict[str, Any]]:
     return out
 
 
+def _combination_rules(cat: Catalogue) -> list[dict[str, Any]]:
+    """Two current drugs that the catalogue never combines (a never_with pair:
+    critical) or does not list as combinable (warning: one usually replaces the other)."""
+    out: list[dict[str, Any]] = []
+    names = [d for d, e in cat.drugs.items() if not e.course.adjunct]
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            ea, eb = cat.drugs[a], cat.drugs[b]
+            never = b in ea.never_with or a in eb.never_with
+            if not never and (b in ea.course.combines_with or a in eb.course.combines_with):
+                continue
+            if "specialist" in (ea.stage, eb.stage) and not never:
+                continue  # biologics are a specialist's decision
+            pair = f"{cat.label(a)} and {cat.label(b)}"
+            message = (f"{_cap(pair)} are taken together, but they are never combined "
+                       "(drugs.yaml never_with): stop one." if never else
+                       f"{_cap(pair)} are taken together, but the catalogue does not combine "
+                       "them (one replaces the other): review whether both are intended.")
+            out.append(_rule(
+                f"catalogue.combination.{a}.{b}", f"{_cap(pair)} together", 10,
+                {"all": [f"{a}_status == current", f"{b}_status == current"]},
+                {"warn": {"severity": "critical" if never else "warning", "message": message}},
+                f"{pair}: " + ("never taken together (drugs.yaml never_with)." if never else
+                               "neither lists the other in course.combines_with."),
+                sorted(set(ea.evidence) | set(eb.evidence))))
+    return out
+
+
 def generated_rules(drugs: dict[str, Any], thresholds: dict[str, Any],
                     days: Callable[[str], int | None]) -> list[dict[str, Any]]:
     """Every rule the catalogue implies, as rule-file data (validated like any rule)."""
     cat = Catalogue(drugs, thresholds, days)
-    return _woman_rules(cat) + _man_rules(cat) + _dose_rules(cat)
+    return (_woman_rules(cat) + _man_rules(cat) + _dose_rules(cat)
+            + _combination_rules(cat))
