@@ -43,17 +43,25 @@ class Reproductive(_Strict):
     pregnant: TriState = "unknown"
     breastfeeding: TriState = "unknown"
     contraception: Literal[V.CONTRACEPTION] = "unknown"  # type: ignore[valid-type]
-    # When the current contraception began: "4 weeks / 1 month before the start" needs it.
-    contraception_since: dt.date | None = None
-    # Combined (oestrogen-containing) hormonal contraception: a VTE risk with IMiDs.
-    oestrogen_contraception: TriState = "unknown"
-    last_negative_pregnancy_test: dt.date | None = None
-    negative_pregnancy_tests: list[dt.date] = Field(default_factory=list, max_length=100)
-    planning_pregnancy: TriState = "unknown"
-    # Men: what the paternal requirements of a drug need.
-    partner_may_conceive: TriState = "unknown"
-    condom_use: TriState = "unknown"
-    planning_to_father: TriState = "unknown"
+    contraception_since: dt.date | None = Field(
+        default=None, description="When the current contraception began: the '4 weeks / "
+        "1 month before the start' checks need it; unknown means a start waits.")
+    oestrogen_contraception: TriState = Field(
+        default="unknown", description="Combined (oestrogen-containing) hormonal "
+        "contraception: a thrombosis risk with thalidomide, lenalidomide or aPL.")
+    last_negative_pregnancy_test: dt.date | None = Field(
+        default=None, description="One-date shorthand for negative_pregnancy_tests.")
+    negative_pregnancy_tests: list[dt.date] = Field(
+        default_factory=list, max_length=100,
+        description="Dates of negative pregnancy tests (e.g. two, 10-14 days apart, "
+        "before thalidomide or lenalidomide).")
+    planning_pregnancy: TriState = Field(default="unknown",
+                                         description="A woman planning a pregnancy.")
+    partner_may_conceive: TriState = Field(
+        default="unknown", description="Men: a partner who may conceive.")
+    condom_use: TriState = Field(default="unknown", description="Men: uses condoms.")
+    planning_to_father: TriState = Field(
+        default="unknown", description="Men: planning to father a child.")
 
     def negative_tests(self) -> list[dt.date]:
         """Every negative pregnancy test date, oldest first (the one-date shorthand
@@ -111,7 +119,9 @@ class Labs(_Strict):
     neutrophils: NumericLab | None = None
     platelets: NumericLab | None = None
     alt: NumericLab | None = None
-    creatinine: NumericLab | None = None  # serum creatinine, umol/L
+    creatinine: NumericLab | None = Field(
+        default=None, description="Serum creatinine in umol/L (Cockcroft-Gault creatinine "
+        "clearance, with age, weight and sex).")
     g6pd: G6pdLab | None = None
 
 

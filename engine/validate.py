@@ -122,15 +122,24 @@ def _check_dates(patient: Patient, doc: Document) -> None:
             raise InputError("stop_reason given for an ongoing course (no stop date)",
                              doc.file, doc.line_of(("treatments", i, "stop_reason")),
                              f"treatments[{i}].stop_reason")
-    for name in ("egfr", "neutrophils", "platelets", "alt", "g6pd"):
+    for name in ("egfr", "neutrophils", "platelets", "alt", "creatinine", "g6pd"):
         lab = getattr(patient.labs, name)
         if lab is not None:
             late(("labs", name, "date"), lab.date)
     for i, e in enumerate(patient.eye_exams):
         late(("eye_exams", i, "date"), e.date)
-    if patient.reproductive is not None:
-        late(("reproductive", "last_negative_pregnancy_test"),
-             patient.reproductive.last_negative_pregnancy_test)
+    r = patient.reproductive
+    if r is not None:
+        late(("reproductive", "last_negative_pregnancy_test"), r.last_negative_pregnancy_test)
+        late(("reproductive", "contraception_since"), r.contraception_since)
+        for i, test in enumerate(r.negative_pregnancy_tests):
+            late(("reproductive", "negative_pregnancy_tests", i), test)
+        if patient.demographics.sex == "male":
+            for name in ("pregnant", "breastfeeding"):
+                if getattr(r, name) is True:
+                    raise InputError(f"{name} is true for a male patient", doc.file,
+                                     doc.line_of(("reproductive", name)),
+                                     f"reproductive.{name}")
 
 
 def validate_patient(doc: Document) -> Patient:

@@ -45,6 +45,14 @@ def test_contract_example_message() -> None:
     ({"activity": [{"date": "2026-11-01", "clasi_activity": 71}]},
      "activity[0].clasi_activity", "<= 70"),
     ({"id": None}, "id", ""),
+    ({"demographics.sex": "male", "reproductive.pregnant": True}, "reproductive.pregnant",
+     "male"),
+    ({"reproductive.contraception_since": "2026-12-01"}, "reproductive.contraception_since",
+     "after as_of"),
+    ({"reproductive.negative_pregnancy_tests": ["2026-11-01", "2027-01-01"]},
+     "reproductive.negative_pregnancy_tests[1]", "after as_of"),
+    ({"labs.creatinine": {"value": 80, "date": "2026-12-24"}}, "labs.creatinine.date",
+     "after as_of"),
 ])
 def test_invalid_fields(changes, field, words) -> None:
     e = check(patient(**changes))
