@@ -31,7 +31,7 @@ from durable import engine as durable_engine
 logging.getLogger("durable").disabled = True
 
 from . import conditions as C
-from .errors import EvaluationError
+from .errors import EvaluationError, RuleError
 from .facts import UNKNOWN
 from .ruleset import STARTING_ACTIONS, Rule, RuleSet, considered_fact, start_considered_fact
 
@@ -168,7 +168,11 @@ class CompiledRules:
         self._sessions: dict[str, _Session] = {}
         self._run_lock = threading.Lock()
         definition = self._definition()
-        _host.register_rulesets({self.name: definition})
+        try:
+            _host.register_rulesets({self.name: definition})
+        except Exception as exc:  # durable_rules' own errors (e.g. 108, 202)
+            raise RuleError(f"the rule engine refused the rule set: {_describe(exc)}",
+                            ruleset.folder) from None
         self._durable = _host.get_ruleset(self.name)
 
     # ---------------------------------------------------------------- definitions

@@ -13,6 +13,7 @@ durable_rules, which only sees positive tests.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Iterator, Union
@@ -91,12 +92,16 @@ def _words(value: str) -> list[str]:
 
 def _number(word: str, vocab: Vocabulary, text: str) -> float:
     if word in vocab.thresholds:
-        return vocab.thresholds[word]
-    try:
-        return float(word)
-    except ValueError:
-        raise ConditionError(f"'{word}' is neither a number nor a named threshold "
-                             f"(in '{text}')") from None
+        value = vocab.thresholds[word]
+    else:
+        try:
+            value = float(word)
+        except ValueError:
+            raise ConditionError(f"'{word}' is neither a number nor a named threshold "
+                                 f"(in '{text}')") from None
+    if not math.isfinite(value):
+        raise ConditionError(f"'{word}' is not a finite number (in '{text}')")
+    return value
 
 
 def _bool_word(word: str, text: str) -> str:
@@ -108,13 +113,18 @@ def _bool_word(word: str, text: str) -> str:
                          f"(in '{text}')")
 
 
-def parse_leaf(text: str, vocab: Vocabulary) -> Node:
+MAX_DEPTH = 12  # nested groups in one condition (durable_rules and readers both suffer)
+
+
+def parse_leaf(text: str, vocab: Vocabulary, depth: int = 0) -> Node:
     """Read one condition string into a leaf (or its negation)."""
     if not isinstance(text, str):
         raise ConditionError(f"a condition must be text, got {text!r}")
+    if depth > MAX_DEPTH:
+        raise ConditionError(f"condition nested more than {MAX_DEPTH} levels deep")
     stripped = text.strip()
     if stripped.startswith("not ") and " in " not in stripped:
-        return Not(parse_leaf(stripped[4:], vocab))
+        return Not(parse_leaf(stripped[4:], vocab, depth + 1))
     m = _LEAF.match(text)
     if not m:
         raise ConditionError(f"cannot read condition '{text}': expected "
@@ -167,12 +177,15 @@ def parse_leaf(text: str, vocab: Vocabulary) -> Node:
     return Not(leaf) if op in ("!=", "not in") else leaf
 
 
-def parse(spec: Any, vocab: Vocabulary, path: str = "when") -> Node:
+def parse(spec: Any, vocab: Vocabulary, path: str = "when", depth: int = 0) -> Node:
     """Read a `when` block: text, or a mapping with one of all / any / not."""
+    if depth > MAX_DEPTH:
+        raise ConditionError(f"{path}: condition nested more than {MAX_DEPTH} levels deep "
+                             "(the limit)")
     if spec is None or spec == "always":
         return TRUE
     if isinstance(spec, str):
-        return parse_leaf(spec, vocab)
+        return parse_leaf(spec, vocab, depth)
     if isinstance(spec, dict):
         if len(spec) != 1:
             raise ConditionError(f"{path}: a group has exactly one of all, any, not; "
@@ -181,13 +194,15 @@ def parse(spec: Any, vocab: Vocabulary, path: str = "when") -> Node:
         if key in ("all", "any"):
             if not isinstance(value, list) or not value:
                 raise ConditionError(f"{path}.{key}: must be a non-empty list")
-            items = tuple(parse(v, vocab, f"{path}.{key}[{i}]") for i, v in enumerate(value))
+            items = tuple(parse(v, vocab, f"{path}.{key}[{i}]", depth + 1)
+                          for i, v in enumerate(value))
             return All(items) if key == "all" else Any_(items)
         if key == "not":
-            return Not(parse(value, vocab, f"{path}.not"))
+            return Not(parse(value, vocab, f"{path}.not", depth + 1))
         raise ConditionError(f"{path}: unknown group '{key}' (use all, any or not)")
     if isinstance(spec, list):
-        return All(tuple(parse(v, vocab, f"{path}[{i}]") for i, v in enumerate(spec)))
+        return All(tuple(parse(v, vocab, f"{path}[{i}]", depth + 1)
+                         for i, v in enumerate(spec)))
     raise ConditionError(f"{path}: a condition must be text or a group, got {spec!r}")
 
 
@@ -242,6 +257,22 @@ class Branch:
 
     patient: tuple[Node, ...]
     derived: tuple[str, ...]
+
+
+def count_branches(node: Node) -> int:
+    """How many branches `branches` would make, without making them (a product can
+    explode: the rule set's limit is checked on this count first)."""
+    if isinstance(node, Leaf):
+        return 1
+    if isinstance(node, Any_):
+        return (1 if node.items else 0) if not has_derived(node) else \
+            sum(count_branches(i) for i in node.items)
+    if isinstance(node, All):
+        n = 1
+        for item in node.items:
+            n *= count_branches(item)
+        return n
+    return 1
 
 
 def branches(node: Node) -> list[Branch]:

@@ -6,7 +6,13 @@ reject duplicate keys (PyYAML silently keeps the last), cap the expansion of ali
 """
 from __future__ import annotations
 
+import errno
 import hashlib
+import json
+import math
+import os
+import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +28,14 @@ Path_ = tuple[str | int, ...]
 # libyaml's parser when PyYAML has it (much faster); the safe constructor either way.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAP_TAG, SEQ_TAG = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+INT_TAG, FLOAT_TAG, BOOL_TAG = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
+                                "tag:yaml.org,2002:bool")
+# The YAML 1.2 core schema's forms. PyYAML reads YAML 1.1, where '017' is octal 15,
+# '1:11' is sexagesimal 71 and 'yes' is true: a plain scalar that 1.1 reads as a
+# number or boolean but 1.2 does not (or reads differently) is refused, never guessed.
+_CORE_INT = re.compile(r"[-+]?(0|[1-9][0-9]*)$")
+_CORE_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+_CORE_BOOL = ("true", "false", "True", "False", "TRUE", "FALSE")
 
 
 @dataclass(frozen=True)
@@ -96,6 +110,19 @@ class _Builder:
         return self.construct_scalar(node, path)
 
     def construct_scalar(self, node: yaml.Node, path: Path_) -> Any:
+        plain = node.style in (None, "")  # libyaml says '' for a plain scalar
+        implicit = self.loader.resolve(yaml.ScalarNode, node.value, (plain, not plain))
+        if node.tag != implicit:
+            raise self.fail(node, path, f"unsupported YAML: tag {node.tag}")
+        if plain:
+            text = node.value
+            if node.tag == INT_TAG and not _CORE_INT.match(text):
+                raise self.fail(node, path, f"ambiguous number '{text}' (YAML 1.1 reads it "
+                                            "differently): write a plain decimal number")
+            if node.tag == FLOAT_TAG and not _CORE_FLOAT.match(text):
+                raise self.fail(node, path, f"not a finite decimal number: '{text}'")
+            if node.tag == BOOL_TAG and text not in _CORE_BOOL:
+                raise self.fail(node, path, f"ambiguous value '{text}': write true or false")
         try:
             return self.loader.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as exc:
@@ -110,17 +137,30 @@ def read_bytes(path: Path, error: type[CledecideError] = InputError,
     """Read a file, refusing what is too large to be a patient record or rule file."""
     name = str(path)
     try:
-        size = path.stat().st_size
-        if size > limit:
-            raise error(f"file is {size} bytes; the limit is {limit}", name)
-        with path.open("rb") as handle:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise error("is a folder, not a file", name)
+        if not stat.S_ISREG(info.st_mode):
+            raise error("not a regular file (a device, pipe or socket is refused)", name)
+        if info.st_size > limit:
+            raise error(f"file is {info.st_size} bytes; the limit is {limit}", name)
+        # O_NONBLOCK: a file swapped for a FIFO after the check cannot block the read.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise error("not a regular file (a device, pipe or socket is refused)", name)
             raw = handle.read(limit + 1)
+    except CledecideError:
+        raise
     except FileNotFoundError:
         raise error("file not found", name) from None
     except IsADirectoryError:
         raise error("is a folder, not a file", name) from None
     except PermissionError:
         raise error("permission denied", name) from None
+    except OSError as exc:  # a symlink loop, ENOTDIR, ENAMETOOLONG, EIO ...
+        reason = exc.strerror or errno.errorcode.get(exc.errno or 0, "cannot read")
+        raise error(f"cannot read: {reason.lower()}", name) from None
     if len(raw) > limit:
         raise error(f"file is larger than the limit of {limit} bytes", name)
     return raw
@@ -137,6 +177,59 @@ def parse(raw: bytes, file: str, error: type[CledecideError] = InputError) -> Do
         raise error(f"not UTF-8 text (byte {exc.start})", file) from None
     if text.startswith("\ufeff"):
         text = text[1:]
+    if text.lstrip()[:1] in ("{", "["):
+        return _parse_json(text, file, error, digest)
+    return _parse_yaml(text, file, error, digest)
+
+
+def _reject_constant(word: str) -> Any:
+    raise ValueError(f"{word} is not a finite number")
+
+
+def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key '{key}'")
+        out[key] = value
+    return out
+
+
+def _parse_json(text: str, file: str, error: type[CledecideError], digest: str) -> Document:
+    """JSON through a JSON parser (exponents, no YAML 1.1 surprises); the lines of its
+    fields come from the YAML reading of the same text where that succeeds."""
+    try:
+        data = json.loads(text, object_pairs_hook=_json_pairs,
+                          parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise error(f"JSON syntax: {exc.msg}", file, exc.lineno) from None
+    except ValueError as exc:
+        raise error(f"JSON: {exc}", file) from None
+    except RecursionError:
+        raise error("document nested too deeply", file) from None
+    for value in _scalars(data):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise error("JSON: a number is too large to be finite", file)
+    try:
+        lines = _parse_yaml(text, file, error, digest).lines
+    except CledecideError:
+        lines = {}
+    return Document(file=file, data=data, lines=lines, sha256=digest)
+
+
+def _scalars(data: Any):
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        else:
+            yield item
+
+
+def _parse_yaml(text: str, file: str, error: type[CledecideError], digest: str) -> Document:
     loader = _Loader(text)
     try:
         node = loader.get_single_node()

@@ -4,9 +4,10 @@ paths and JSON Schema documents from one definition."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from . import vocabulary as V
 
@@ -19,7 +20,34 @@ Stage = Literal[V.STAGES]  # type: ignore[valid-type]
 Severity = Literal[V.SEVERITIES]  # type: ignore[valid-type]
 
 TriState = Union[Annotated[bool, Field(strict=True)], Literal["unknown"]]
-Number = Annotated[float, Field(strict=True)]
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}$")
+
+
+def _iso_date(value: object) -> object:
+    """Dates are YYYY-MM-DD (a YAML date, or the string in JSON); a number is never read
+    as a Unix time, and a date with a time of day is refused."""
+    if isinstance(value, dt.datetime) or not isinstance(value, (dt.date, str)):
+        raise ValueError("must be a date written YYYY-MM-DD")
+    if isinstance(value, str) and not _ISO_DATE.match(value):
+        raise ValueError("must be a date written YYYY-MM-DD")
+    return value
+
+
+def _blank_is_absent(value: object) -> object:
+    """A text of only spaces says nothing: it counts as absent."""
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value.strip() if isinstance(value, str) else value
+
+
+def _not_blank(value: object) -> object:
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
 
 
 class _Strict(BaseModel):
@@ -43,15 +71,15 @@ class Reproductive(_Strict):
     pregnant: TriState = "unknown"
     breastfeeding: TriState = "unknown"
     contraception: Literal[V.CONTRACEPTION] = "unknown"  # type: ignore[valid-type]
-    contraception_since: dt.date | None = Field(
+    contraception_since: IsoDate | None = Field(
         default=None, description="When the current contraception began: the '4 weeks / "
         "1 month before the start' checks need it; unknown means a start waits.")
     oestrogen_contraception: TriState = Field(
         default="unknown", description="Combined (oestrogen-containing) hormonal "
         "contraception: a thrombosis risk with thalidomide, lenalidomide or aPL.")
-    last_negative_pregnancy_test: dt.date | None = Field(
+    last_negative_pregnancy_test: IsoDate | None = Field(
         default=None, description="One-date shorthand for negative_pregnancy_tests.")
-    negative_pregnancy_tests: list[dt.date] = Field(
+    negative_pregnancy_tests: list[IsoDate] = Field(
         default_factory=list, max_length=100,
         description="Dates of negative pregnancy tests (e.g. two, 10-14 days apart, "
         "before thalidomide or lenalidomide).")
@@ -76,11 +104,12 @@ class Diagnosis(_Strict):
     subtype: Literal[V.SUBTYPES]  # type: ignore[valid-type]
     extent: Literal["localized", "widespread"]
     systemic_lupus: TriState = False
-    suspected_drug_trigger: Annotated[str, Field(min_length=1, max_length=80)] | None = None
+    suspected_drug_trigger: Annotated[Annotated[str, Field(min_length=1, max_length=80)] | None,
+                                      BeforeValidator(_blank_is_absent)] = None
 
 
 class Assessment(_Strict):
-    date: dt.date
+    date: IsoDate
     clasi_activity: Annotated[Number, Field(ge=0, le=70)]
     clasi_damage: Annotated[Number, Field(ge=0, le=56)] | None = None
 
@@ -89,8 +118,8 @@ class Course(_Strict):
     drug: Drug
     dose_mg_per_day: Annotated[Number, Field(gt=0, le=5000)] | None = None
     dose_mg_per_week: Annotated[Number, Field(gt=0, le=5000)] | None = None
-    start: dt.date
-    stop: dt.date | None = None
+    start: IsoDate
+    stop: IsoDate | None = None
     stop_reason: Literal[V.STOP_REASONS] | None = None  # type: ignore[valid-type]
     response: Literal[V.RESPONSES] = "unknown"  # type: ignore[valid-type]
     adverse_events: list[Symptom] = Field(default_factory=list, max_length=20)
@@ -106,12 +135,12 @@ class Course(_Strict):
 
 class NumericLab(_Strict):
     value: Annotated[Number, Field(ge=0, le=100000)]
-    date: dt.date
+    date: IsoDate
 
 
 class G6pdLab(_Strict):
     value: Literal["normal", "deficient"]
-    date: dt.date
+    date: IsoDate
 
 
 class Labs(_Strict):
@@ -126,7 +155,7 @@ class Labs(_Strict):
 
 
 class EyeExam(_Strict):
-    date: dt.date
+    date: IsoDate
     result: Literal["normal", "toxicity"]
 
 
@@ -134,8 +163,8 @@ class Patient(_Strict):
     """One patient record, contract section 1."""
 
     format: Literal["cledecide/patient@1"] = "cledecide/patient@1"
-    id: Annotated[str, Field(min_length=1, max_length=200)]
-    as_of: dt.date
+    id: Annotated[str, Field(min_length=1, max_length=200), BeforeValidator(_not_blank)]
+    as_of: IsoDate
     demographics: Demographics
     reproductive: Reproductive | None = None
     smoker: TriState = "unknown"

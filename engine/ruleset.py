@@ -32,7 +32,10 @@ Text = Annotated[str, Field(min_length=1, max_length=4000)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    # allow_inf_nan=False: a NaN or infinite number in a rule file is an error, never a
+    # silently different comparison.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True,
+                              allow_inf_nan=False)
 
 
 class Threshold(_Strict):
@@ -474,6 +477,62 @@ def _catalogue_rules(drugs: dict[str, DrugEntry], provenance: Provenance, doc: D
     return out
 
 
+# What durable_rules 2.0.28 compiles and runs in bounded time, measured on the project
+# machine with the shipped rules plus generated ones (README, "Limits"): about 460
+# distinct numeric tests run, 466 hang in the first evaluation; 220 rules with the same
+# condition compile, 300 fail (error 108); 1,250 rules with shared tests run in 17 ms a
+# patient; about 253 keys per fact. Each limit sits below the failure.
+LIMITS = {
+    "branches": 1000,          # rules after splitting `any` over derived facts
+    "numeric_tests": 400,      # distinct (fact, comparison, number) tests
+    "same_condition": 150,     # rules whose conditions are identical
+    "patient_facts": 200,      # distinct patient facts the rules read
+}
+
+
+def _limit_findings(rules: list[Rule], folder: str) -> list[Finding]:
+    """Refuse rule sets that durable_rules cannot compile or run in bounded time."""
+    out: list[Finding] = []
+    total = 0
+    for rule in rules:
+        total += C.count_branches(rule.normal)
+        if total > LIMITS["branches"]:
+            return [Finding("error", "limit", f"more than {LIMITS['branches']} rules (after "
+                            "splitting `any` over derived facts): durable_rules' limit here",
+                            rule.file, rule.line, None, (rule.id,))]
+    numeric: set[tuple[str, str, float]] = set()
+    facts: set[str] = set()
+    same: dict[Any, list[str]] = {}
+    for rule in rules:
+        for b in C.branches(rule.normal):
+            same.setdefault((b.patient, b.derived), []).append(rule.id)
+            for node in b.patient:
+                facts.update(node.facts())
+                stack = [node]
+                while stack:
+                    n = stack.pop()
+                    if isinstance(n, C.Leaf):
+                        if n.op in ("ge", "gt", "le", "lt"):
+                            numeric.add((n.fact, n.op, n.value))
+                    elif isinstance(n, (C.All, C.Any_)):
+                        stack.extend(n.items)
+    if len(numeric) > LIMITS["numeric_tests"]:
+        out.append(Finding("error", "limit", f"{len(numeric)} distinct numeric tests; "
+                           f"durable_rules hangs above about 460: the limit is "
+                           f"{LIMITS['numeric_tests']}", folder))
+    if len(facts) > LIMITS["patient_facts"]:
+        out.append(Finding("error", "limit", f"the rules read {len(facts)} patient facts; the "
+                           f"limit is {LIMITS['patient_facts']} (durable_rules: about 253 "
+                           "keys per fact)", folder))
+    worst = max(same.values(), key=len, default=[])
+    if len(worst) > LIMITS["same_condition"]:
+        out.append(Finding("error", "limit", f"{len(worst)} rules share one condition (e.g. "
+                           f"'{worst[0]}'); the limit is {LIMITS['same_condition']} "
+                           "(durable_rules error 108 above about 220)", folder,
+                           None, None, tuple(worst[:3])))
+    return out
+
+
 def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
     """Load and check a rules folder; all errors found, and the RuleSet when none."""
     folder = Path(folder)
@@ -611,6 +670,7 @@ def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
             depends.setdefault(then.derive, set()).update(
                 f for f in node.facts() if f in derived)
     rules += _catalogue_rules(drugs, provenance, drug_doc, vocab, seen, findings)
+    findings += _limit_findings(rules, str(folder))
     for cycle in _cycles(depends):
         findings.append(Finding("error", "circular", "circular derivation: "
                                 + " -> ".join(cycle), str(folder)))
