@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import NoReturn, Optional
@@ -10,6 +11,7 @@ from typing import NoReturn, Optional
 import typer
 
 from cledecide import CledecideError, evaluate_file, to_json, to_text
+from cledecide.engine.safetext import visible
 SCHEMA_KINDS = ("patient", "result", "rules", "ruleset", "drugs", "evidence")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -25,17 +27,37 @@ class Format(str, Enum):
     json = "json"
 
 
-def fail(error: Exception) -> NoReturn:
-    """One line on stderr, exit 2: the user's input or rules need fixing."""
-    typer.echo(f"error: {error}", err=True)
+def fail(error: Exception | str) -> NoReturn:
+    """One line on stderr, exit 2: the user's input or rules need fixing. Characters
+    from the input (a newline in a file name, a terminal escape) are shown escaped."""
+    typer.echo(f"error: {visible(str(error), one_line=True)}", err=True)
     raise typer.Exit(2)
+
+
+def emit(text: str) -> None:
+    """Write the output. A reader that closed the pipe ends the command quietly, as Unix
+    tools do; any other write failure (a full disk) is one line and exit 1."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing more to flush at exit
+        raise typer.Exit(0)
+    except OSError as exc:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        typer.echo(f"error: cannot write the output: {(exc.strerror or str(exc)).lower()}",
+                   err=True)
+        raise typer.Exit(1)
 
 
 def internal(error: Exception) -> NoReturn:
     """A bug: a short message and exit 1; a traceback only with CLEDECIDE_DEBUG=1."""
     if os.environ.get("CLEDECIDE_DEBUG") == "1":
         raise error
-    typer.echo(f"internal error: {type(error).__name__}: {error} "
+    typer.echo(f"internal error: {type(error).__name__}: "
+               f"{visible(str(error), one_line=True)} "
                f"(set CLEDECIDE_DEBUG=1 for a traceback)", err=True)
     raise typer.Exit(1)
 
@@ -75,8 +97,7 @@ def evaluate(patient: Path = typer.Argument(..., help="Patient record (YAML or J
              rules: Optional[Path] = RULES_OPTION) -> None:
     """Suggest one next treatment step for a patient, with why and why not."""
     explanation = guarded(evaluate_file, patient, rules)
-    typer.echo(to_json(explanation) if fmt is Format.json else to_text(explanation),
-               nl=False)
+    emit(to_json(explanation) if fmt is Format.json else to_text(explanation))
 
 
 @app.command()
@@ -85,10 +106,32 @@ def schema(kind: str = typer.Argument(..., help=f"One of: {', '.join(SCHEMA_KIND
     from cledecide.engine.schema import SCHEMAS, schema as schema_of
     if kind not in SCHEMAS:
         fail(f"unknown schema '{kind}'; choose one of {', '.join(SCHEMAS)}")
-    typer.echo(json.dumps(schema_of(kind), indent=2, sort_keys=True))
+    emit(json.dumps(schema_of(kind), indent=2, sort_keys=True) + "\n")
 
 
 from cledecide.cli import review  # noqa: E402  (registers the `rules` commands)
 
-review.register(rules_app, guarded, fail)
-review.register_more(rules_app, guarded, fail)
+review.register(rules_app, guarded, fail, emit)
+review.register_more(rules_app, guarded, fail, emit)
+
+
+def run() -> None:
+    """The console entry point: usage errors (an unknown option, a number out of range)
+    are one line and exit 2, like every other input error; no boxes, no tracebacks."""
+    try:  # typer >= 0.22 vendors click; older versions depend on it
+        from typer._click import exceptions as click  # type: ignore[import-not-found]
+    except ImportError:  # pragma: no cover
+        from click import exceptions as click  # type: ignore[no-redef]
+    try:
+        code = app(standalone_mode=False)
+    except click.UsageError as exc:
+        where = f" ({exc.ctx.command_path})" if exc.ctx is not None else ""
+        typer.echo(f"error: {visible(exc.format_message(), one_line=True)}{where}; "
+                   "see --help", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        typer.echo(f"error: {visible(exc.format_message(), one_line=True)}", err=True)
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, getattr(click, "Abort", KeyboardInterrupt)):
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

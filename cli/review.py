@@ -17,19 +17,20 @@ class _Lazy:
 
 
 review = _Lazy()
+MAX_SAMPLES = 100_000  # a search is bounded; more would take hours
 
 
-def register(app: typer.Typer, guarded: Callable, fail: Callable) -> None:
+def register(app: typer.Typer, guarded: Callable, fail: Callable, emit: Callable) -> None:
     """Attach the reviewer commands to the `rules` group."""
 
     @app.command("check")
     def check(folder: Optional[Path] = typer.Argument(None, help="Rules folder (default: shipped)."),
               strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings."),
-              samples: int = typer.Option(1500, "--samples", min=0,
+              samples: int = typer.Option(1500, "--samples", min=0, max=MAX_SAMPLES,
                                           help="Patients searched for conflicts and gaps."),
               today: Optional[str] = typer.Option(None, "--today",
                                                   help="Date for review-due checks (YYYY-MM-DD)."),
-              hypothesis: int = typer.Option(200, "--hypothesis", min=0,
+              hypothesis: int = typer.Option(200, "--hypothesis", min=0, max=MAX_SAMPLES,
                                              help="Hypothesis examples per finding to refute "
                                                   "(unreached or masked rules).")) -> None:
         """Check a rule set: errors exit 2, warnings exit 0 (1 with --strict)."""
@@ -39,7 +40,7 @@ def register(app: typer.Typer, guarded: Callable, fail: Callable) -> None:
         except ValueError:
             fail(f"--today: must be a date (YYYY-MM-DD), got {today!r}")
         report = guarded(review.check, folder, samples, day, hypothesis)
-        typer.echo(review.format_findings(report), nl=False)
+        emit(review.format_findings(report))
         if report.errors:
             raise typer.Exit(2)
         if strict and report.warnings:
@@ -48,16 +49,16 @@ def register(app: typer.Typer, guarded: Callable, fail: Callable) -> None:
     @app.command("list")
     def list_(folder: Optional[Path] = typer.Argument(None, help="Rules folder.")) -> None:
         """The rules as a table: id, stage, priority, kind, title."""
-        typer.echo(guarded(review.list_rules, folder), nl=False)
+        emit(guarded(review.list_rules, folder))
 
     @app.command("show")
     def show(rule_id: str = typer.Argument(..., help="A rule id."),
              folder: Optional[Path] = typer.Option(None, "--rules", help="Rules folder.")) -> None:
         """One rule in full, with its evidence."""
-        typer.echo(guarded(review.show_rule, rule_id, folder), nl=False)
+        emit(guarded(review.show_rule, rule_id, folder))
 
 
-def register_more(app: typer.Typer, guarded: Callable, fail: Callable) -> None:
+def register_more(app: typer.Typer, guarded: Callable, fail: Callable, emit: Callable) -> None:
     """`rules test`, `rules diff`, `rules graph`."""
 
     @app.command("test")
@@ -68,7 +69,7 @@ def register_more(app: typer.Typer, guarded: Callable, fail: Callable) -> None:
              coverage: bool = typer.Option(True, "--coverage/--no-coverage")) -> None:
         """Run the scenario files; print failures as expected-vs-got and a closing line."""
         report = guarded(review.test, folder, scenarios)
-        typer.echo(review.format_test(report, coverage), nl=False)
+        emit(review.format_test(report, coverage))
         if report.failed:
             raise typer.Exit(1)
 
@@ -79,8 +80,7 @@ def register_more(app: typer.Typer, guarded: Callable, fail: Callable) -> None:
               examples: Optional[Path] = typer.Option(None, "--examples",
                                                       help="Also compare these patients.")) -> None:
         """Rules added, removed and changed, and every patient whose step changes."""
-        typer.echo(review.format_diff(guarded(review.diff, old, new, scenarios, examples)),
-                   nl=False)
+        emit(review.format_diff(guarded(review.diff, old, new, scenarios, examples)))
 
     @app.command("graph")
     def graph(folder: Optional[Path] = typer.Argument(None, help="Rules folder."),
@@ -88,4 +88,4 @@ def register_more(app: typer.Typer, guarded: Callable, fail: Callable) -> None:
         """The ladder as a flowchart (Mermaid renders in Markdown viewers)."""
         if fmt not in ("mermaid", "dot"):
             fail(f"unknown graph format '{fmt}'; use mermaid or dot")
-        typer.echo(guarded(review.graph, folder, fmt), nl=False)
+        emit(guarded(review.graph, folder, fmt))

@@ -156,6 +156,7 @@ def _refute(ruleset: RuleSet, predicate, budget: int) -> Sample | None:
     None when it finds none within the budget. Deterministic (derandomized)."""
     if budget <= 0:
         return None
+    _hypothesis_home()
     from hypothesis import HealthCheck, Phase, find, settings
     from hypothesis import strategies as st
     from hypothesis.errors import NoSuchExample
@@ -330,6 +331,17 @@ def threshold_source_findings(ruleset: RuleSet) -> list[Finding]:
                                "number_in_source: false and cite nothing for it",
                                where, None, f"thresholds.{name}"))
     return out
+
+
+def _hypothesis_home() -> None:
+    """Hypothesis keeps its files in the user's cache folder, never in the current
+    directory (`rules check` leaves nothing behind where it runs)."""
+    import os
+    from pathlib import Path
+    from hypothesis.configuration import set_hypothesis_home_dir
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        set_hypothesis_home_dir(Path(base) / "cledecide" / "hypothesis")
 
 
 DURABLE_MATCH_LIMIT = 64  # durable_rules fails (error 303) past this many at once

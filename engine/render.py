@@ -7,6 +7,7 @@ import textwrap
 from typing import Any
 
 from .explain import Explanation
+from .safetext import visible
 
 WIDTH = 80
 
@@ -91,4 +92,4 @@ def to_text(ex: Explanation) -> str:
                  f"sha256 {r.ruleset.sha256[:16]}; input sha256 {r.input_sha256[:16]}",
                  "", "")
     out.append(r.disclaimer)
-    return "\n".join(out) + "\n"
+    return "\n".join(visible(line) for line in out) + "\n"

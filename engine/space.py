@@ -83,6 +83,9 @@ def random_patient(rng: random.Random, thresholds: dict[str, float] | None = Non
         for key in ("planning_pregnancy", "oestrogen_contraception"):
             if rng.random() < 0.7:
                 rep[key] = rng.choice((True, False, False, "unknown"))
+        if rep["childbearing_potential"] is False:  # contradictions are invalid input
+            rep["pregnant"] = False if rep["pregnant"] is True else rep["pregnant"]
+            rep["planning_pregnancy"] = False
         record["reproductive"] = rep
     elif sex == "male" and rng.random() < 0.7:
         record["reproductive"] = {k: rng.choice((True, False, "unknown")) for k in
@@ -163,8 +166,10 @@ def _late_course(rng: random.Random, record: dict[str, Any], day) -> None:
     drug = rng.choice(("thalidomide", "lenalidomide"))
     dose = 100 if drug == "thalidomide" else rng.choice((5, 10))
     weeks = rng.choice((1, 4, 8, 9, 20))
-    if rng.random() < 0.3 and record.get("reproductive") is not None:
-        record["reproductive"]["pregnant"] = rng.choice((True, False))
+    rep = record.get("reproductive")
+    if rng.random() < 0.3 and rep is not None and rep.get("childbearing_potential") is not False \
+            and record["demographics"]["sex"] == "female":
+        rep["pregnant"] = rng.choice((True, False))
     response = rng.choice(("complete", "complete", "partial", "none"))
     shape = rng.choice(("current", "stopped", "reduced", "failed"))
     if shape == "current":

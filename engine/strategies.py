@@ -105,6 +105,8 @@ def patients(draw) -> dict[str, Any]:
                                "contraception": draw(st.sampled_from(V.CONTRACEPTION))}
         if draw(st.booleans()):
             rep["last_negative_pregnancy_test"] = days_ago(draw(st.integers(0, 60)))
+        if rep["childbearing_potential"] is False and rep["pregnant"] is True:
+            rep["childbearing_potential"] = "unknown"  # a contradiction is invalid input
         record["reproductive"] = rep
     return record
 

@@ -135,10 +135,17 @@ def _check_dates(patient: Patient, doc: Document) -> None:
         for i, test in enumerate(r.negative_pregnancy_tests):
             late(("reproductive", "negative_pregnancy_tests", i), test)
         if patient.demographics.sex == "male":
-            for name in ("pregnant", "breastfeeding"):
+            for name in ("pregnant", "breastfeeding", "planning_pregnancy"):
                 if getattr(r, name) is True:
                     raise InputError(f"{name} is true for a male patient", doc.file,
                                      doc.line_of(("reproductive", name)),
+                                     f"reproductive.{name}")
+        elif r.childbearing_potential is False:
+            # Contradictions are errors, not guesses: which answer is wrong is unknown.
+            for name in ("pregnant", "planning_pregnancy"):
+                if getattr(r, name) is True:
+                    raise InputError(f"{name} is true but childbearing_potential is false",
+                                     doc.file, doc.line_of(("reproductive", name)),
                                      f"reproductive.{name}")
 
 

@@ -162,6 +162,9 @@ def women(draw, ruleset=SHIPPED) -> tuple[str, dict[str, Any]]:
         rep["negative_pregnancy_tests"] = [day(latest), day(latest + draw(st.sampled_from(gaps)))]
     if draw(tri) is True:
         rep["oestrogen_contraception"] = True
+    if rep["childbearing_potential"] is False:  # contradictions are invalid input
+        rep["pregnant"] = False if rep["pregnant"] is True else rep["pregnant"]
+        rep["planning_pregnancy"] = False
     record = _record("female", draw(st.integers(18, 45)), rep)
     return drug, record
 
