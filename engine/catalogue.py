@@ -157,7 +157,7 @@ def _woman_rules(cat: Catalogue) -> list[dict[str, Any]]:
         out.append(_rule(
             "catalogue.breastfeeding.stop", "Stop drugs not used while breastfeeding", 100,
             {"all": ["breastfeeding", {"any": [f"{d}_status == current" for d in avoid]}]},
-            {"recommend": {"action": "stop",
+            {"recommend": {"action": "stop", "among": avoid,
                            "summary": f"Stop {{current_among[{'+'.join(avoid)}]}}: the "
                                       "patient is breastfeeding (keep hydroxychloroquine)"}},
             f"{cat.labels(avoid)} are not used while breastfeeding; hydroxychloroquine and "
@@ -302,7 +302,7 @@ def _woman_rules(cat: Catalogue) -> list[dict[str, Any]]:
             "catalogue.planning.stop", "Stop teratogens before a planned pregnancy", 81,
             {"all": ["planning_pregnancy",
                      {"any": [f"{d}_status == current" for d in planned]}]},
-            {"recommend": {"action": "stop",
+            {"recommend": {"action": "stop", "among": planned,
                            "summary": f"Stop {{current_among[{among}]}} before the planned "
                                       "pregnancy; keep hydroxychloroquine; conception from "
                                       f"{{conception_after[{among}]}}"}},
@@ -449,7 +449,7 @@ def _man_rules(cat: Catalogue) -> list[dict[str, Any]]:
             "catalogue.father.stop", "Stop drugs before fathering a child", 82,
             {"all": ["sex == male", "planning_to_father",
                      {"any": [f"{d}_status == current" for d in fathers]}]},
-            {"recommend": {"action": "stop",
+            {"recommend": {"action": "stop", "among": fathers,
                            "summary": f"Stop {{current_among[{among}]}} before trying to "
                                       f"conceive; conception from {{conception_after[{among}]}}"}},
             f"Men planning to father a child stop {cat.labels(fathers)} their interval before "

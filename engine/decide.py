@@ -372,6 +372,10 @@ def _candidates(ruleset: RuleSet, ev: Evaluation, ctx: dict[str, Any]) -> list[C
         action = spec.action
         drug = spec.drug
         stops: tuple[str, ...] = ()
+        if spec.among:
+            taken = tuple(d for d in spec.among if ev.facts.get(f"{d}_status") == "current")
+            drug = taken[0] if taken else None
+            stops = taken if action == "stop" else ()
         if action in ("start", "add", "switch", "reintroduce") and drug and \
                 ev.facts.get(f"{drug}_status") != "current":
             stops = _conflicts(ruleset, ev, drug)
@@ -385,7 +389,9 @@ def _candidates(ruleset: RuleSet, ev: Evaluation, ctx: dict[str, Any]) -> list[C
         dose = _dose_for(ruleset, ev, "start" if action == "switch" else action,
                          spec.drug, spec.dose)
         summary = _summary(ruleset, ev, fired.rule, action, spec.drug, dose, ctx)
-        if stops and (spec.action != "switch" or not spec.summary):
+        if action == "stop":
+            dose = None
+        if stops and action == "switch" and (spec.action != "switch" or not spec.summary):
             summary = (f"Switch {', '.join(_label(ruleset, d) for d in stops)} to "
                        f"{_label(ruleset, drug)}" + (f", {dose}" if dose else ""))
         out.append(Candidate(action, drug, fired.rule.stage, fired.rule.spec.priority,

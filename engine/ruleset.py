@@ -181,6 +181,9 @@ class RecommendSpec(_Strict):
     drug: Drug | None = None
     dose: str | None = None
     summary: str | None = None
+    # For a stop of several possible drugs: the step names the current ones among these
+    # (drug: the first; stops: all of them).
+    among: list[Drug] | None = None
 
 
 class MonitorSpec(_Strict):

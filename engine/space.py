@@ -158,7 +158,8 @@ def _late_course(rng: random.Random, record: dict[str, Any], day) -> None:
         date = day(rng.choice((3, 20)))
         record["labs"].update({"neutrophils": {"value": 3.5, "date": date},
                                "platelets": {"value": 250, "date": date},
-                               "egfr": {"value": 90, "date": date}})
+                               "egfr": {"value": 90, "date": date},
+                               "creatinine": {"value": 70, "date": date}})
     scores = (0, 0, 0, 3, 9, 10, 14, 21, 30)
     gap = rng.choice((14, 28, 56))
     record["activity"] = [{"date": day(0), "clasi_activity": rng.choice(scores)},
