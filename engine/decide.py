@@ -453,13 +453,27 @@ def _trial_hold(ruleset: RuleSet, c: Candidate, trials: list[CourseView]) -> Can
                      "or switching", engine_rule=TRIAL_RULE, note=note)
 
 
+def _patient_words(matched: dict[str, Any]) -> str:
+    """The patient's facts a rule matched, as words ('contraception none')."""
+    words = [f"{name.replace('_', ' ')} {value}" for name, value in matched.items()
+             if value is not True and not name.endswith("considered")]
+    return "; ".join(words)
+
+
 def _exclusions(ruleset: RuleSet, ev: Evaluation) -> list[Excluded]:
+    """Every exclusion names the requirement (the rule's `because`) and this patient's
+    facts that broke it."""
     out = []
     for fired in ev.fired:
         then = fired.rule.spec.then
-        for drug in then.exclude or []:
-            out.append(Excluded(drug, fired.rule.id, fired.rule.spec.because.strip(),
-                                bool(then.request)))
+        if not then.exclude:
+            continue
+        reason = fired.rule.spec.because.strip()
+        facts = _patient_words(fired.matched)
+        if facts:
+            reason = f"{reason.rstrip('.')}. This patient: {facts}."
+        for drug in then.exclude:
+            out.append(Excluded(drug, fired.rule.id, reason, bool(then.request)))
     return out
 
 
