@@ -186,7 +186,8 @@ def _woman_rules(cat: Catalogue) -> list[dict[str, Any]]:
         need = CONTRACEPTION_WORDS[level]
         out.append(_rule(
             f"catalogue.contraception.{slug}", f"Contraception for {cat.labels(group)}", 100,
-            {"all": ["childbearing_potential", f"contraception in [{', '.join(short)}]"]},
+            {"all": ["childbearing_potential", "not pregnant",
+                     f"contraception in [{', '.join(short)}]"]},
             {"exclude": group},
             f"A woman of childbearing potential needs {need} for {cat.labels(group)} "
             "(drugs.yaml reproductive.woman.contraception).", ev))
