@@ -25,6 +25,8 @@ app.add_typer(rules_app, name="rules")
 class Format(str, Enum):
     text = "text"
     json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
 
 
 def fail(error: Exception | str) -> NoReturn:
@@ -91,13 +93,25 @@ RULES_OPTION = typer.Option(None, "--rules", help="Rules folder (default: the sh
 
 
 @app.command()
-def evaluate(patient: Path = typer.Argument(..., help="Patient record (YAML or JSON)."),
-             fmt: Format = typer.Option(Format.text, "--format", "-f",
-                                        help="text for a clinician, json for programs."),
-             rules: Optional[Path] = RULES_OPTION) -> None:
-    """Suggest one next treatment step for a patient, with why and why not."""
-    explanation = guarded(evaluate_file, patient, rules)
-    emit(to_json(explanation) if fmt is Format.json else to_text(explanation))
+def evaluate(patients: list[str] = typer.Argument(
+                 ..., help="Patient records (YAML or JSON), folders, globs or JSON Lines files."),
+             fmt: Optional[Format] = typer.Option(
+                 None, "--format", "-f", help="text for a clinician, json for programs; "
+                 "jsonl or csv for many patients (the default for more than one)."),
+             rules: Optional[Path] = RULES_OPTION,
+             jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, max=256,
+                                                help="Processes for many patients "
+                                                     "(default: the number of cores).")) -> None:
+    """Suggest one next treatment step for each patient, with why and why not."""
+    if len(patients) == 1 and not patients[0].endswith(".jsonl") \
+            and not Path(patients[0]).is_dir() and not any(c in patients[0] for c in "*?["):
+        if fmt in (None, Format.text, Format.json):  # one patient: the contract output
+            explanation = guarded(evaluate_file, patients[0], rules)
+            emit(to_json(explanation) if fmt is Format.json else to_text(explanation))
+            return
+    from cledecide.cli.cohort import run_cohort
+    raise typer.Exit(guarded(run_cohort, patients, (fmt or Format.jsonl).value,
+                             str(rules) if rules else None, jobs, emit))
 
 
 @app.command()

@@ -12,13 +12,18 @@ from .safetext import visible
 WIDTH = 80
 
 
-def to_json(ex: Explanation) -> str:
-    """The contract's JSON; field order is the model's, so output is deterministic."""
+def result_dict(ex: Explanation) -> dict[str, Any]:
+    """The contract's result as plain data (what to_json writes)."""
     data: dict[str, Any] = ex.result.model_dump(mode="json")
     # Compatible addition: the "why not" for other drugs of the current and next stage.
     data["not_recommended"] = [{"drug": w.drug, "status": w.status, "reason": w.reason,
                                 "rules": list(w.rules)} for w in ex.why_not]
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    return data
+
+
+def to_json(ex: Explanation) -> str:
+    """The contract's JSON; field order is the model's, so output is deterministic."""
+    return json.dumps(result_dict(ex), indent=2, ensure_ascii=False) + "\n"
 
 
 def _wrap(text: str, indent: str = "  ", first: str | None = None) -> list[str]:

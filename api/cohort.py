@@ -1,0 +1,230 @@
+"""Many patients in one run: a clinic's list, a folder, a JSON Lines file.
+
+Records stream in and results stream out, in input order, so memory stays flat however
+long the list. A bad record becomes one error outcome (file and line named) and the run
+goes on. `evaluate_records` is the library entry point for one partition of records;
+the CLI and a Dask bag (`docs/cohorts.md`) both call it, so there is one code path.
+"""
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import json
+import os
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .engine.errors import CledecideError, InputError
+from .engine.load import MAX_FILE_BYTES, parse, read_bytes
+from .engine.safetext import visible
+
+PATIENT_SUFFIXES = (".yaml", ".yml", ".json")
+MAX_LINE_BYTES = MAX_FILE_BYTES  # one JSON Lines record
+CSV_COLUMNS = ("source", "patient_id", "action", "drug", "stage", "rule",
+               "critical_warnings", "missing_data", "error")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One patient record to evaluate: where it came from, and its bytes."""
+
+    source: str  # "file" or "file:line"
+    raw: bytes
+
+
+@dataclass
+class Outcome:
+    """The result (contract JSON, as a dict) or the one-line error, for one record."""
+
+    source: str
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+
+def records(paths: Iterable[str | Path]) -> Iterator[Record | Outcome]:
+    """Records from files, folders (their *.yaml, *.yml, *.json), globs and JSON Lines
+    files (*.jsonl, one record per line). A path that cannot be read is an error outcome."""
+    for given in paths:
+        name = str(given)
+        matches = sorted(glob.glob(name)) if any(c in name for c in "*?[") else [name]
+        if not matches:
+            yield Outcome(name, error=f"{visible(name, True)}: no file matches")
+        for match in matches:
+            path = Path(match)
+            if path.is_dir():
+                files = sorted(p for p in path.iterdir() if p.suffix in PATIENT_SUFFIXES
+                               and not p.name.startswith("."))
+                for f in files:
+                    yield from _file_records(f)
+            else:
+                yield from _file_records(path)
+
+
+def _file_records(path: Path) -> Iterator[Record | Outcome]:
+    if path.suffix == ".jsonl":
+        yield from _jsonl_records(path)
+        return
+    try:
+        yield Record(str(path), read_bytes(path))
+    except CledecideError as exc:
+        yield Outcome(str(path), error=visible(str(exc), True))
+
+
+def _jsonl_records(path: Path) -> Iterator[Record | Outcome]:
+    """One record per non-blank line, read line by line (no whole-file limit)."""
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        yield Outcome(str(path), error=visible(f"{path}: cannot read: "
+                                               f"{(exc.strerror or str(exc)).lower()}", True))
+        return
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            source = f"{path}:{number}"
+            if len(line) > MAX_LINE_BYTES:
+                yield Outcome(source, error=f"{source}: line is larger than the limit of "
+                                            f"{MAX_LINE_BYTES} bytes")
+            elif line.strip():
+                yield Record(source, line)
+
+
+# ------------------------------------------------------------------ evaluation
+
+_worker: dict[str, Any] = {}
+
+
+def _load(rules_dir: str | None) -> Any:
+    from . import default_rules_dir, load_ruleset
+    key = rules_dir or ""
+    if _worker.get("key") != key or "ruleset" not in _worker:
+        _worker["ruleset"] = load_ruleset(rules_dir or default_rules_dir())
+        _worker["key"] = key
+    return _worker["ruleset"]
+
+
+def evaluate_one(record: Record, ruleset: Any) -> Outcome:
+    """One record through the whole pipeline; its own errors become an outcome."""
+    from . import evaluate_patient
+    from .engine.render import result_dict
+    from .engine.validate import validate_patient
+    try:
+        doc = parse(record.raw, record.source)
+        patient = validate_patient(doc)
+        return Outcome(record.source, result=result_dict(
+            evaluate_patient(patient, ruleset, doc.sha256)))
+    except CledecideError as exc:
+        return Outcome(record.source, error=visible(str(exc), True))
+
+
+def evaluate_records(items: Iterable[Record | Outcome], rules_dir: str | None = None
+                     ) -> Iterator[Outcome]:
+    """Evaluate a partition of records in this process, in order (the library entry
+    point: the CLI's workers and a Dask bag call it)."""
+    ruleset = _load(rules_dir)
+    for item in items:
+        yield item if isinstance(item, Outcome) else evaluate_one(item, ruleset)
+
+
+def _evaluate_chunk(args: tuple[list[Record | Outcome], str | None]) -> list[Outcome]:
+    items, rules_dir = args
+    return list(evaluate_records(items, rules_dir))
+
+
+def _chunks(items: Iterable[Record | Outcome], size: int) -> Iterator[list[Record | Outcome]]:
+    chunk: list[Record | Outcome] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def evaluate_stream(items: Iterable[Record | Outcome], rules_dir: str | None = None,
+                    jobs: int = 1, chunk: int = 64) -> Iterator[Outcome]:
+    """Evaluate records on `jobs` processes, results in input order. At most a few
+    chunks per worker are in flight, so memory does not grow with the input."""
+    if jobs <= 1:
+        yield from evaluate_records(items, rules_dir)
+        return
+    _load(rules_dir)  # rule errors surface here, before any worker starts
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        pending: list[Any] = []
+        for part in _chunks(items, chunk):
+            pending.append(pool.submit(_evaluate_chunk, (part, rules_dir)))
+            while len(pending) > 2 * jobs:
+                yield from pending.pop(0).result()
+        for future in pending:
+            yield from future.result()
+
+
+# ------------------------------------------------------------------ output
+
+def jsonl_line(outcome: Outcome) -> str:
+    """One JSON Lines row: the contract result with its `source`, or the error."""
+    if outcome.result is not None:
+        return json.dumps({"source": outcome.source, **outcome.result},
+                          ensure_ascii=False, separators=(",", ":")) + "\n"
+    return json.dumps({"source": outcome.source, "error": outcome.error},
+                      ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def csv_header() -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(CSV_COLUMNS)
+    return out.getvalue()
+
+
+def csv_row(outcome: Outcome) -> str:
+    r = outcome.result or {}
+    rec = r.get("recommendation") or {}
+    critical = ";".join(w["rule"] for w in r.get("warnings", []) if w["severity"] == "critical")
+    missing = ";".join(m["field"] for m in r.get("missing_data", []))
+    row = [outcome.source, r.get("patient_id", ""), rec.get("action", ""), rec.get("drug") or "",
+           rec.get("stage", ""), rec.get("rule", ""), critical, missing, outcome.error or ""]
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(row)
+    return out.getvalue()
+
+
+@dataclass
+class Summary:
+    """Counts for the closing table: per action and stage, and per critical warning."""
+
+    total: int = 0
+    failed: int = 0
+    steps: Counter = field(default_factory=Counter)
+    critical: Counter = field(default_factory=Counter)
+
+    def add(self, outcome: Outcome) -> None:
+        self.total += 1
+        if outcome.result is None:
+            self.failed += 1
+            return
+        rec = outcome.result["recommendation"]
+        self.steps[(rec["action"], rec["stage"])] += 1
+        for w in outcome.result["warnings"]:
+            if w["severity"] == "critical":
+                self.critical[w["rule"]] += 1
+
+    def text(self) -> str:
+        lines = [f"{self.total} patients: {self.total - self.failed} evaluated, "
+                 f"{self.failed} failed"]
+        if self.steps:
+            lines.append(f"  {'action':<12} {'stage':<18} {'patients':>8}")
+            for (action, stage), n in sorted(self.steps.items(), key=lambda kv: (-kv[1], kv[0])):
+                lines.append(f"  {action:<12} {stage:<18} {n:>8}")
+        if self.critical:
+            lines.append("  critical warnings:")
+            for rule, n in sorted(self.critical.items(), key=lambda kv: (-kv[1], kv[0])):
+                lines.append(f"  {rule:<48} {n:>8}")
+        return "\n".join(lines) + "\n"
+
+
+def default_jobs() -> int:
+    return max(1, os.cpu_count() or 1)

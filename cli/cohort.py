@@ -1,0 +1,66 @@
+"""`cledecide evaluate` with many patients: streams records through the library's
+cohort runner, writes one line (or row) per patient as it comes, and closes with a
+summary table on stderr. A progress bar shows on a terminal only."""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Callable
+
+import typer
+
+from cledecide import cohort
+
+
+def run_cohort(paths: list[str], fmt: str, rules_dir: str | None, jobs: int | None,
+               emit: Callable[[str], None]) -> int:
+    """Evaluate every record; 0 when all were evaluated, 2 when any failed."""
+    from cledecide import load_ruleset, default_rules_dir
+    load_ruleset(rules_dir or default_rules_dir())  # a broken rule set: one error, nothing run
+    summary = cohort.Summary()
+    outcomes = cohort.evaluate_stream(cohort.records(paths), rules_dir,
+                                      jobs or cohort.default_jobs())
+    if fmt == "csv":
+        emit(cohort.csv_header())
+    progress = _progress() if sys.stderr.isatty() else None
+    task = progress.add_task("patients", total=None, rate="") if progress else None
+    started = time.monotonic()
+    try:
+        for outcome in outcomes:
+            summary.add(outcome)
+            if outcome.error:
+                typer.echo(f"error: {outcome.error}", err=True)
+            if fmt == "csv":
+                emit(cohort.csv_row(outcome))
+            elif fmt in ("jsonl", "json"):
+                emit(cohort.jsonl_line(outcome))
+            else:
+                emit(_text(outcome))
+            if progress is not None:
+                rate = summary.total / max(time.monotonic() - started, 1e-6)
+                progress.update(task, advance=1, rate=f"{rate:.0f}/s")
+    finally:
+        if progress is not None:
+            progress.stop()
+    typer.echo(summary.text(), err=True, nl=False)
+    return 2 if summary.failed else 0
+
+
+def _text(outcome: cohort.Outcome) -> str:
+    if outcome.result is None:
+        return f"== {outcome.source}\nerror: {outcome.error}\n\n"
+    from cledecide.engine.safetext import visible
+    rec = outcome.result["recommendation"]
+    return visible(f"== {outcome.source}\nNEXT STEP ({rec['stage']}): {rec['summary']} "
+                   f"[{rec['rule']}]\n\n")
+
+
+def _progress():
+    from rich.console import Console
+    from rich.progress import (MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                               TimeElapsedColumn)
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                        MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                        TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+    progress.start()
+    return progress
