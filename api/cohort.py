@@ -12,6 +12,7 @@ import glob
 import io
 import json
 import os
+import stat
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -55,13 +56,20 @@ def records(paths: Iterable[str | Path]) -> Iterator[Record | Outcome]:
             yield Outcome(name, error=f"{visible(name, True)}: no file matches")
         for match in matches:
             path = Path(match)
-            if path.is_dir():
+            if _is_dir(path):
                 files = sorted(p for p in path.iterdir() if p.suffix in PATIENT_SUFFIXES
                                and not p.name.startswith("."))
                 for f in files:
                     yield from _file_records(f)
             else:
                 yield from _file_records(path)
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def _file_records(path: Path) -> Iterator[Record | Outcome]:
@@ -77,6 +85,10 @@ def _file_records(path: Path) -> Iterator[Record | Outcome]:
 def _jsonl_records(path: Path) -> Iterator[Record | Outcome]:
     """One record per non-blank line, read line by line (no whole-file limit)."""
     try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            yield Outcome(str(path), error=visible(f"{path}: not a regular file (a device, "
+                                                   "pipe or socket is refused)", True))
+            return
         handle = path.open("rb")
     except OSError as exc:
         yield Outcome(str(path), error=visible(f"{path}: cannot read: "

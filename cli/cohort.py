@@ -9,7 +9,7 @@ from typing import Callable
 
 import typer
 
-from cledecide import cohort
+from cledecide import CledecideError, cohort
 
 
 def run_cohort(paths: list[str], fmt: str, rules_dir: str | None, jobs: int | None,
@@ -42,6 +42,9 @@ def run_cohort(paths: list[str], fmt: str, rules_dir: str | None, jobs: int | No
     finally:
         if progress is not None:
             progress.stop()
+    if summary.total == 0:
+        raise CledecideError(f"no patient records in {', '.join(paths)} (*.yaml, *.yml, "
+                             "*.json, or lines of *.jsonl)")
     typer.echo(summary.text(), err=True, nl=False)
     return 2 if summary.failed else 0
 

@@ -92,6 +92,13 @@ def main_options(version: bool = typer.Option(False, "--version", callback=_vers
 RULES_OPTION = typer.Option(None, "--rules", help="Rules folder (default: the shipped rules).")
 
 
+def _is_dir(name: str) -> bool:
+    try:
+        return Path(name).is_dir()
+    except OSError:  # a name too long, a loop: the loader reports it in one line
+        return False
+
+
 @app.command()
 def evaluate(patients: list[str] = typer.Argument(
                  ..., help="Patient records (YAML or JSON), folders, globs or JSON Lines files."),
@@ -104,7 +111,7 @@ def evaluate(patients: list[str] = typer.Argument(
                                                      "(default: the number of cores).")) -> None:
     """Suggest one next treatment step for each patient, with why and why not."""
     if len(patients) == 1 and not patients[0].endswith(".jsonl") \
-            and not Path(patients[0]).is_dir() and not any(c in patients[0] for c in "*?["):
+            and not _is_dir(patients[0]) and not any(c in patients[0] for c in "*?["):
         if fmt in (None, Format.text, Format.json):  # one patient: the contract output
             explanation = guarded(evaluate_file, patients[0], rules)
             emit(to_json(explanation) if fmt is Format.json else to_text(explanation))

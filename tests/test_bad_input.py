@@ -82,9 +82,11 @@ def test_oversized_patient_file(tmp_path) -> None:
     assert r.exit_code == 2 and "limit" in one_line_error(r.output)["msg"]
 
 
-def test_patient_folder_instead_of_file(tmp_path) -> None:
+def test_empty_folder_of_patients(tmp_path) -> None:
+    """A folder is a list of patients (see test_cohort); an empty one is an error."""
     r = runner.invoke(app, ["evaluate", str(tmp_path)])
-    assert r.exit_code == 2 and "folder" in one_line_error(r.output)["msg"]
+    assert r.exit_code == 2 and "no patient records" in r.output
+    assert len(r.output.strip().splitlines()) == 1
 
 
 RULE_CASES = {

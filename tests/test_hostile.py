@@ -135,7 +135,7 @@ def _under_a_file(d: Path) -> Path:
     (_loop, "symbolic links"),
     (_under_a_file, "not a directory"),
     (lambda d: d / ("x" * 300), "name too long"),
-    (lambda d: d, "folder"),
+    (lambda d: d, "no patient records"),
 ])
 def test_filesystem_errors_are_one_line(tmp_path, make, words) -> None:
     assert_one_line_error(run("evaluate", str(make(tmp_path))), words)
