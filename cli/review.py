@@ -78,9 +78,13 @@ def register_more(app: typer.Typer, guarded: Callable, fail: Callable, emit: Cal
               new: Path = typer.Argument(..., help="The rules folder after the change."),
               scenarios: Optional[Path] = typer.Option(None, "--scenarios"),
               examples: Optional[Path] = typer.Option(None, "--examples",
-                                                      help="Also compare these patients.")) -> None:
+                                                      help="Also compare these patients."),
+              patients: Optional[list[str]] = typer.Option(
+                  None, "--patients", help="A cohort (folder, files, glob or JSON Lines): "
+                  "how many patients change step, old -> new, with examples.")) -> None:
         """Rules added, removed and changed, and every patient whose step changes."""
-        emit(review.format_diff(guarded(review.diff, old, new, scenarios, examples)))
+        emit(review.format_diff(guarded(review.diff, old, new, scenarios, examples,
+                                        patients)))
 
     @app.command("graph")
     def graph(folder: Optional[Path] = typer.Argument(None, help="Rules folder."),

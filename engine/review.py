@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -129,13 +129,17 @@ def format_test(report, coverage: bool = True) -> str:
 
 # ------------------------------------------------------------------------- diff
 
-@dataclass(frozen=True)
+@dataclass
 class RuleDiff:
     added: list[str]
     removed: list[str]
     changed: dict[str, list[str]]          # rule id -> changed fields
     other: list[str]                        # thresholds, drugs, evidence, provenance
     outcomes: list[tuple[str, str, str]]    # case, old step, new step
+    # --patients: a real cohort through both rule sets
+    cohort_total: int = 0
+    cohort_failed: int = 0
+    cohort_changes: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
 
 def _step(result: dict) -> str:
@@ -155,8 +159,28 @@ def _cases(scenarios: Path | None, examples: Path | None):
                 yield f"example {path.name}", load_file(path).data
 
 
+def _cohort_changes(d: "RuleDiff", a: RuleSet, b: RuleSet,
+                    patients: list[str]) -> None:
+    """Every patient of a cohort through both rule sets: old step -> new step counts,
+    with up to three example patients (their sources) per cell."""
+    from cledecide.cohort import Outcome, evaluate_one, records
+    for item in records(patients):
+        d.cohort_total += 1
+        if isinstance(item, Outcome):
+            d.cohort_failed += 1
+            continue
+        old, new = evaluate_one(item, a), evaluate_one(item, b)
+        if old.result is None or new.result is None:
+            d.cohort_failed += 1
+            continue
+        so, sn = _step(old.result).split(" [")[0], _step(new.result).split(" [")[0]
+        if so != sn:
+            d.cohort_changes.setdefault((so, sn), []).append(item.source)
+
+
 def diff(old: Path | str, new: Path | str, scenarios: Path | str | None = None,
-         examples: Path | str | None = None) -> RuleDiff:
+         examples: Path | str | None = None,
+         patients: list[str] | None = None) -> RuleDiff:
     """What changed between two rule sets, and for which patients the step changes."""
     import json
     from . import evaluate as ev_mod
@@ -204,8 +228,11 @@ def diff(old: Path | str, new: Path | str, scenarios: Path | str | None = None,
             steps.append(f"{rec.action} {rec.drug or ''}".strip() + f" [{rec.rule_id}]")
         if steps[0] != steps[1]:
             outcomes.append((name, steps[0], steps[1]))
-    return RuleDiff(sorted(set(rb) - set(ra)), sorted(set(ra) - set(rb)), changed, other,
-                    outcomes)
+    result = RuleDiff(sorted(set(rb) - set(ra)), sorted(set(ra) - set(rb)), changed, other,
+                      outcomes)
+    if patients:
+        _cohort_changes(result, a, b, patients)
+    return result
 
 
 def format_diff(d: RuleDiff) -> str:
@@ -225,6 +252,17 @@ def format_diff(d: RuleDiff) -> str:
             out.append(f"    new: {new}")
     else:
         out.append("no scenario or example changes its step")
+    if d.cohort_total:
+        changed = sum(len(v) for v in d.cohort_changes.values())
+        out.append("")
+        out.append(f"cohort: {changed} of {d.cohort_total} patients change step"
+                   + (f" ({d.cohort_failed} could not be read or evaluated)"
+                      if d.cohort_failed else ""))
+        if d.cohort_changes:
+            out.append(f"  {'old step':<34} {'new step':<34} {'patients':>8}  examples")
+            for (so, sn), who in sorted(d.cohort_changes.items(),
+                                        key=lambda kv: (-len(kv[1]), kv[0])):
+                out.append(f"  {so:<34} {sn:<34} {len(who):>8}  {', '.join(who[:3])}")
     return "\n".join(out) + "\n"
 
 

@@ -97,3 +97,31 @@ def test_summary_counts_steps_and_critical_warnings() -> None:
     text = summary.text()
     assert "evaluated" in text and "action" in text
     assert summary.total == len(PATIENTS) + 1 and summary.failed == 1  # expected.yaml
+
+
+def test_rules_diff_over_a_cohort(tmp_path) -> None:
+    """A threshold change (moderate CLASI 10 -> 15) over a small clinic: the table counts
+    old -> new steps with up to three example patients per cell."""
+    from conftest import RULES
+    new = tmp_path / "new"
+    shutil.copytree(RULES, new)
+    text = (new / "ruleset.yaml").read_text()
+    (new / "ruleset.yaml").write_text(text.replace(
+        "  moderate_clasi_activity:\n    value: 10", "  moderate_clasi_activity:\n    value: 15"))
+    clinic = tmp_path / "clinic.jsonl"
+    rows = []
+    for i, clasi in enumerate([12, 12, 12, 12, 30]):
+        data = json.loads(json.dumps(BASE))
+        data["id"] = f"p{i}"
+        data["activity"] = [{"date": "2026-11-20", "clasi_activity": clasi}]
+        data["treatments"] = [{"drug": "hydroxychloroquine", "dose_mg_per_day": 300,
+                               "start": "2026-01-01", "response": "partial"}]
+        rows.append(json.dumps(data))
+    clinic.write_text("\n".join(rows) + "\n")
+    proc = run("rules", "diff", str(RULES), str(new), "--patients", str(clinic))
+    out = proc.stdout.decode()
+    assert proc.returncode == 0, proc.stderr
+    assert "cohort: 4 of 5 patients change step" in out
+    line = next(l for l in out.splitlines() if l.strip().startswith("add quinacrine"))
+    assert line.split()[-4] == "4"  # the count column
+    assert line.count(str(clinic)) == 3  # three examples, not four
