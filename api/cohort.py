@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .engine.errors import CledecideError, InputError
+from .engine.errors import CledecideError
 from .engine.load import MAX_FILE_BYTES, parse, read_bytes
 from .engine.safetext import visible
 

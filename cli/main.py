@@ -45,13 +45,13 @@ def emit(text: str) -> None:
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # nothing more to flush at exit
-        raise typer.Exit(0)
+        raise typer.Exit(0) from None
     except OSError as exc:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         typer.echo(f"error: cannot write the output: {(exc.strerror or str(exc)).lower()}",
                    err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
 
 
 def internal(error: Exception) -> NoReturn:

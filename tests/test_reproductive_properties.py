@@ -13,7 +13,6 @@ a mutation it catches, and `test_*_catches_*` applies it.
 """
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import json
 import shutil
