@@ -23,13 +23,13 @@ from cledecide.engine.compile import compile_rules
 from cledecide.engine.evaluate import evaluate
 from cledecide.engine.facts import patient_facts
 from cledecide.engine.models import Patient
-from cledecide.engine.space import random_patient
+from cledecide.reviewer.space import random_patient
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def patients(n: int, thresholds: dict[str, float], seed: int = 1) -> list[dict]:
-    """The synthetic records `rules check` searches (engine/space.py), never clinical data."""
+    """The synthetic records `rules check` searches (reviewer/space.py), never clinical data."""
     rng = random.Random(seed)
     return [random_patient(rng, thresholds, i) for i in range(n)]
 

@@ -1,4 +1,4 @@
-"""`cledecide rules ...`: reviewer commands, each a thin layer over cledecide.engine.review."""
+"""`cledecide rules ...`: reviewer commands, each a thin layer over cledecide.reviewer.review."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +12,7 @@ class _Lazy:
     """Import the reviewer library only when a reviewer command runs (faster evaluate)."""
 
     def __getattr__(self, name: str):
-        from cledecide.engine import review as module
+        from cledecide.reviewer import review as module
         return getattr(module, name)
 
 

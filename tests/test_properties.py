@@ -28,7 +28,7 @@ from cledecide.engine.schema import schema
 from cledecide.engine.validate import validate_patient
 
 from conftest import RULES
-from cledecide.engine.strategies import INVALID_CHANGES, patients, refractory_patients
+from cledecide.reviewer.strategies import INVALID_CHANGES, patients, refractory_patients
 
 RULESET = load_ruleset(RULES)
 TERATOGENS = RULESET.teratogens

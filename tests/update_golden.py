@@ -10,7 +10,7 @@ from pathlib import Path
 import json
 
 from cledecide import evaluate_file, to_text
-from cledecide.engine.review import graph
+from cledecide.reviewer.review import graph
 from cledecide.engine.schema import SCHEMAS, schema
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,13 +12,13 @@ import random
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from . import conditions as C
-from .compile import compile_rules
-from .evaluate import Evaluation, evaluate
-from .errors import EvaluationError
-from .facts import UNKNOWN
-from .models import Patient
-from .ruleset import Finding, Rule, RuleSet
+from ..engine import conditions as C
+from ..engine.compile import compile_rules
+from ..engine.evaluate import Evaluation, evaluate
+from ..engine.errors import EvaluationError
+from ..engine.facts import UNKNOWN
+from ..engine.models import Patient
+from ..engine.ruleset import Finding, Rule, RuleSet
 from .space import random_patient
 
 MAX_CONJUNCTS = 512

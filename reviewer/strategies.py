@@ -9,7 +9,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from . import vocabulary as V
+from ..engine import vocabulary as V
 
 AS_OF = dt.date(2026, 11, 20)
 TRI = st.sampled_from([True, False, "unknown"])

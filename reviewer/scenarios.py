@@ -33,16 +33,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import conditions as C
-from .compile import compile_rules
-from .decide import decide
-from .errors import CledecideError, InputError
-from .evaluate import evaluate
-from .explain import explain
-from .load import load_file, parse
-from .render import to_json
-from .ruleset import RuleSet
-from .validate import validate_patient
+from ..engine import conditions as C
+from ..engine.compile import compile_rules
+from ..engine.decide import decide
+from ..engine.errors import CledecideError, InputError
+from ..engine.evaluate import evaluate
+from ..engine.explain import explain
+from ..engine.load import load_file, parse
+from ..engine.render import to_json
+from ..engine.ruleset import RuleSet
+from ..engine.validate import validate_patient
 
 EXPECT_KEYS = {"action", "drug", "rule", "stage", "excluded_includes", "excluded_excludes",
                "never", "monitoring_includes", "warnings_include", "missing_data_includes",

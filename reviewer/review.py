@@ -8,9 +8,9 @@ from pathlib import Path
 import yaml
 
 from . import analysis
-from .errors import RuleError
-from .load import load_file
-from .ruleset import Finding, RuleSet, check_folder, default_rules_dir, load_ruleset
+from ..engine.errors import RuleError
+from ..engine.load import load_file
+from ..engine.ruleset import Finding, RuleSet, check_folder, default_rules_dir, load_ruleset
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def default_scenarios_dir(rules_folder: Path) -> Path:
 
 
 def test(folder: Path | str | None = None, scenarios: Path | str | None = None):
-    """Run scenario files against a rule set (see engine/scenarios.py)."""
+    """Run scenario files against a rule set (see reviewer/scenarios.py)."""
     from .scenarios import run_scenarios
     rules_folder = _folder(folder)
     ruleset = load_ruleset(rules_folder)
@@ -183,11 +183,11 @@ def diff(old: Path | str, new: Path | str, scenarios: Path | str | None = None,
          patients: list[str] | None = None) -> RuleDiff:
     """What changed between two rule sets, and for which patients the step changes."""
     import json
-    from . import evaluate as ev_mod
-    from .compile import compile_rules
-    from .decide import decide
-    from .load import parse
-    from .validate import validate_patient
+    from ..engine import evaluate as ev_mod
+    from ..engine.compile import compile_rules
+    from ..engine.decide import decide
+    from ..engine.load import parse
+    from ..engine.validate import validate_patient
     a, b = load_ruleset(old), load_ruleset(new)
     ra, rb = a.by_id, b.by_id
     changed: dict[str, list[str]] = {}

@@ -8,7 +8,7 @@ import datetime as dt
 import random
 from typing import Any
 
-from . import vocabulary as V
+from ..engine import vocabulary as V
 
 AS_OF = dt.date(2026, 11, 20)
 DOSES = {"hydroxychloroquine": (200, 300, 400, 600), "chloroquine": (150, 250),
