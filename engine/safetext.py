@@ -4,7 +4,6 @@ cursor, or reverse the reading order of a warning."""
 from __future__ import annotations
 
 import re
-import unicodedata
 
 # C0 and C1 controls (but not the newline and tab the renderer itself writes), DEL, and
 # the bidirectional overrides, embeddings and isolates.
@@ -24,7 +23,3 @@ def visible(text: str, one_line: bool = False) -> str:
         out = out.replace("\n", "\\n").replace("\t", "\\t")
     return out
 
-
-def is_unsafe(text: str) -> bool:
-    return bool(_UNSAFE.search(text)) or any(
-        unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in text)

@@ -1,0 +1,119 @@
+"""Values rule texts may name, filled in when a step, warning or monitoring item is
+shown: dates of this patient's courses ({stop_date[acitretin]},
+{conception_from[methotrexate]}, {trial_until[lenalidomide]}, {in_trial_until}), retinal
+screening dates ({retinal_due}, {retinal_annual_from}), the creatinine clearance with
+its formula ({crcl_formula}), the recorded dose ({recorded_dose[methotrexate]}) and the
+current drugs among a list ({current_among[thalidomide+lenalidomide]}). Part of the
+decide stage; a missing value reads 'unknown', never an error."""
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+from .courses import antimalarial_days
+from .evaluate import Evaluation
+from .facts import ANTIMALARIALS
+from .ruleset import RuleSet
+
+
+def _label(ruleset: RuleSet, drug: str) -> str:
+    entry = ruleset.drugs.get(drug)
+    return entry.label if entry else drug.replace("_", " ")
+
+
+class Lookup(dict):
+    """Placeholders in rule text: a missing one reads 'unknown', never an error."""
+
+    def __missing__(self, key: str) -> str:
+        return "unknown"
+
+
+class _Among(dict):
+    """{current_among[a+b]}: the current drugs of a list, by label; {conception_after[a+b]}:
+    the latest conception date among them."""
+
+    def __init__(self, fn: Any) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def __missing__(self, key: str) -> str:
+        return self.fn(key.split("+"))
+
+
+def context(ruleset: RuleSet, ev: Evaluation) -> dict[str, Any]:
+    """Values rule texts may name: {stop_date[drug]}, {conception_from[drug]},
+    {recorded_dose[drug]}, {trial_until[drug]}, {retinal_due}, {retinal_annual_from},
+    {crcl_formula}."""
+    p, views = ev.patient, ev.courses
+    male = p.demographics.sex == "male"
+    stop_date, conception, recorded, trial = Lookup(), Lookup(), Lookup(), Lookup()
+    for drug, v in views.items():
+        recorded[drug] = v.dose_text
+        if v.stop is not None:
+            stop_date[drug] = str(v.stop)
+        if v.trial_until is not None:
+            trial[drug] = str(v.trial_until)
+        repro = ruleset.drugs[drug].reproductive if drug in ruleset.drugs else None
+        profile = (repro.man if male else repro.woman) if repro else None
+        if profile is not None and profile.stop_before_conception:
+            days = ruleset.days(profile.stop_before_conception) or 0
+            conception[drug] = str((v.stop or p.as_of) + dt.timedelta(days=days))
+    current = [d for d, v in views.items() if v.current]
+
+    def among(drugs: list[str]) -> str:
+        names = [_label(ruleset, d) for d in drugs if d in current]
+        return " and ".join(names) if names else "none"
+
+    def after(drugs: list[str]) -> str:
+        dates = [conception[d] for d in drugs if d in current and d in conception]
+        return max(dates) if dates else "unknown"
+
+    out: dict[str, Any] = Lookup(stop_date=stop_date, conception_from=conception,
+                                  recorded_dose=recorded, trial_until=trial,
+                                  current_among=_Among(among), conception_after=_Among(after))
+    out["retinal_due"], out["retinal_annual_from"] = _retinal_dates(ruleset, ev)
+    trials = sorted(str(v.trial_until) for v in views.values()
+                    if v.current and v.phase == "in_trial" and v.trial_until)
+    out["in_trial_until"] = trials[0] if trials else "unknown"
+    crcl = ev.facts.get("creatinine_clearance")
+    if crcl is not None and p.labs.creatinine is not None:
+        factor = 1.23 if male else 1.04
+        out["crcl_formula"] = (
+            f"{crcl:g} mL/min (Cockcroft-Gault: (140 - {p.demographics.age:g} y) x "
+            f"{p.demographics.weight_kg:g} kg x {factor} / creatinine "
+            f"{p.labs.creatinine.value:g} umol/L on {p.labs.creatinine.date})")
+    return out
+
+
+def _retinal_dates(ruleset: RuleSet, ev: Evaluation) -> tuple[str, str]:
+    """When the next retinal exam is due, and when 5 years of use will be reached."""
+    p, f = ev.patient, ev.facts
+    months = f.get("antimalarial_months_since_first_start")
+    years = f.get("antimalarial_years")
+    if months is None or years is None:
+        return str(p.as_of + dt.timedelta(days=365)), "unknown"
+    first = p.as_of - dt.timedelta(days=round(months * 30.44))
+    annual_after = ruleset.thresholds.get("retinal_annual_after_years", 5)
+    interval = int(ruleset.thresholds.get("retinal_screening_interval_days", 365))
+    used = antimalarial_days(p, ANTIMALARIALS) or 0
+    five = p.as_of + dt.timedelta(days=max(0, math.ceil(annual_after * 365.25) - used))
+    exams = sorted(e.date for e in p.eye_exams)
+    if f.get("retinal_baseline_done") != "yes":
+        baseline = int((ruleset.thresholds.get("retinal_baseline_months", 12)) * 30.44)
+        return str(first + dt.timedelta(days=baseline)), str(five)
+    annual = "retinal_annual_due" in ev.derived
+    if annual:
+        due = exams[-1] + dt.timedelta(days=interval) if exams else p.as_of
+        return str(due), str(five)
+    return str(five), str(five)
+
+
+def render_text(text: str, ctx: dict[str, Any]) -> str:
+    """A rule's text with its placeholders filled in (text without braces unchanged)."""
+    if "{" not in text:
+        return text
+    try:
+        return text.format_map(ctx)
+    except (KeyError, IndexError, ValueError, AttributeError):
+        return text
