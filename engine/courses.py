@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping
 
 from .dosing import Regimen, best_regimen
 from .models import Course, Patient
+from .vocabulary import RESPONSES
 
 DAYS_PER_MONTH = 30.44
 # stopped_early: a course stopped inside its trial period, never judged. unjudged: past
@@ -58,9 +59,12 @@ class CourseView:
         return f"{self.dose:g} {self.unit}"
 
 
-def _key(c: Course) -> tuple[Any, ...]:
+def course_key(c: Course) -> tuple[Any, ...]:
+    """A total order of courses (by dates, then the rest) so that the order in which
+    the record lists them never changes a fact; the facts step and the course model
+    share it, so both see the same latest course."""
     return (c.start, c.stop or dt.date.max, c.dose_mg_per_day or 0, c.dose_mg_per_week or 0,
-            c.response, c.stop_reason or "", tuple(sorted(c.adverse_events)))
+            RESPONSES.index(c.response), c.stop_reason or "", tuple(sorted(c.adverse_events)))
 
 
 def weight_regimen(entry: Any, weight: float | None) -> tuple[Regimen | None, float | None]:
@@ -116,7 +120,7 @@ def course_views(p: Patient, drugs: Mapping[str, Any], thresholds: Mapping[str, 
     weight = p.demographics.weight_kg
     out: dict[str, CourseView] = {}
     for drug, courses in by_drug.items():
-        courses = sorted(courses, key=_key)
+        courses = sorted(courses, key=course_key)
         ongoing = [c for c in courses if c.stop is None]
         latest = ongoing[-1] if ongoing else courses[-1]
         entry = drugs.get(drug)

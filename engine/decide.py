@@ -19,10 +19,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .courses import CourseView, next_step, weight_regimen
+from .courses import CourseView, course_key, next_step, weight_regimen
 from .texts import Lookup, context, render_text
 from .evaluate import Evaluation
-from .facts import NO, course_key
+from .facts import NO
 from .models import Patient
 from .ruleset import MonitorSpec, Rule, RuleSet
 

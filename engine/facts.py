@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from . import vocabulary as V
-from .courses import (PHASES, CourseView, antimalarial_years, course_views,
+from .courses import (PHASES, CourseView, antimalarial_years, course_key, course_views,
                       creatinine_clearance, first_antimalarial_start)
 from .models import Course, Patient
 
@@ -231,13 +231,6 @@ def _woman(p: Patient) -> dict[str, Any]:
         "breastfeeding": _tri(r.breastfeeding),
         "contraception": r.contraception,
     }
-
-
-def course_key(c: Course) -> tuple[Any, ...]:
-    """A total order of courses (by dates, then the rest) so that the order in which
-    the record lists them never changes a fact."""
-    return (c.start, c.stop or dt.date.max, c.dose_mg_per_day or 0, c.dose_mg_per_week or 0,
-            V.RESPONSES.index(c.response), c.stop_reason or "", tuple(sorted(c.adverse_events)))
 
 
 def _drug_facts(drug: str, courses: list[Course], p: Patient) -> dict[str, Any]:
