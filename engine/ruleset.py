@@ -48,6 +48,14 @@ class Threshold(_Strict):
     number_in_source: bool = True
 
 
+DAYS_PER_UNIT = {"days": 1, "weeks": 7, "months": 30.44, "years": 365.25}
+
+
+def threshold_days(threshold: Threshold) -> int:
+    """A duration threshold in whole days (a unit that is not a duration counts as days)."""
+    return int(round(threshold.value * DAYS_PER_UNIT.get(threshold.unit, 1)))
+
+
 class Provenance(_Strict):
     name: Id
     version: Annotated[str, Field(min_length=1, max_length=40)]
@@ -312,9 +320,7 @@ class RuleSet:
         """A schedule value in days: a number, or a named threshold in its unit."""
         if value is None or isinstance(value, int):
             return value
-        threshold = self.provenance.thresholds[value]
-        per = {"days": 1, "weeks": 7, "months": 30.44, "years": 365.25}.get(threshold.unit, 1)
-        return int(round(threshold.value * per))
+        return threshold_days(self.provenance.thresholds[value])
 
     @cached_property
     def recommenders(self) -> dict[str, tuple[Rule, ...]]:
@@ -446,7 +452,7 @@ def _catalogue_rules(drugs: dict[str, DrugEntry], provenance: Provenance, doc: D
         for where, value in _durations(entry):
             t = provenance.thresholds.get(value)
             path = ("drugs", name) + where
-            if t is None or t.unit not in ("days", "weeks", "months", "years"):
+            if t is None or t.unit not in DAYS_PER_UNIT:
                 findings.append(Finding("error", "unknown-threshold",
                                         f"'{value}' is not a named threshold in days, weeks, "
                                         "months or years", doc.file, doc.line_of(path),
@@ -454,11 +460,8 @@ def _catalogue_rules(drugs: dict[str, DrugEntry], provenance: Provenance, doc: D
                 bad = True
     if bad:
         return []
-    per = {"days": 1, "weeks": 7, "months": 30.44, "years": 365.25}
-
     def days(name: str) -> int | None:
-        t = provenance.thresholds[name]
-        return int(round(t.value * per[t.unit]))
+        return threshold_days(provenance.thresholds[name])
 
     out: list[Rule] = []
     for data in generated_rules(drugs, provenance.thresholds, days):
