@@ -10,13 +10,13 @@ from typing import Callable
 import typer
 
 from cledecide import CledecideError, cohort
+from cledecide.engine.safetext import visible
 
 
 def run_cohort(paths: list[str], fmt: str, rules_dir: str | None, jobs: int | None,
                emit: Callable[[str], None]) -> int:
     """Evaluate every record; 0 when all were evaluated, 2 when any failed."""
-    from cledecide import load_ruleset, default_rules_dir
-    load_ruleset(rules_dir or default_rules_dir())  # a broken rule set: one error, nothing run
+    cohort.load_rules(rules_dir)  # a broken rule set: one error, nothing run
     summary = cohort.Summary()
     outcomes = cohort.evaluate_stream(cohort.records(paths), rules_dir,
                                       jobs or cohort.default_jobs())
@@ -52,7 +52,6 @@ def run_cohort(paths: list[str], fmt: str, rules_dir: str | None, jobs: int | No
 def _text(outcome: cohort.Outcome) -> str:
     if outcome.result is None:
         return f"== {outcome.source}\nerror: {outcome.error}\n\n"
-    from cledecide.engine.safetext import visible
     rec = outcome.result["recommendation"]
     return visible(f"== {outcome.source}\nNEXT STEP ({rec['stage']}): {rec['summary']} "
                    f"[{rec['rule']}]\n\n")

@@ -42,13 +42,11 @@ def emit(text: str) -> None:
     try:
         sys.stdout.write(text)
         sys.stdout.flush()
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # nothing more to flush at exit
-        raise typer.Exit(0) from None
     except OSError as exc:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        # stdout is gone or full: point it at /dev/null so nothing is flushed at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if isinstance(exc, BrokenPipeError):
+            raise typer.Exit(0) from None
         typer.echo(f"error: cannot write the output: {(exc.strerror or str(exc)).lower()}",
                    err=True)
         raise typer.Exit(1) from None
@@ -92,13 +90,6 @@ def main_options(version: bool = typer.Option(False, "--version", callback=_vers
 RULES_OPTION = typer.Option(None, "--rules", help="Rules folder (default: the shipped rules).")
 
 
-def _is_dir(name: str) -> bool:
-    try:
-        return Path(name).is_dir()
-    except OSError:  # a name too long, a loop: the loader reports it in one line
-        return False
-
-
 @app.command()
 def evaluate(patients: list[str] = typer.Argument(
                  ..., help="Patient records (YAML or JSON), folders, globs or JSON Lines files."),
@@ -110,8 +101,8 @@ def evaluate(patients: list[str] = typer.Argument(
                                                 help="Processes for many patients "
                                                      "(default: the number of cores).")) -> None:
     """Suggest one next treatment step for each patient, with why and why not."""
-    if len(patients) == 1 and not patients[0].endswith(".jsonl") \
-            and not _is_dir(patients[0]) and not any(c in patients[0] for c in "*?["):
+    from cledecide.cohort import is_one_record
+    if len(patients) == 1 and is_one_record(patients[0]):
         if fmt in (None, Format.text, Format.json):  # one patient: the contract output
             explanation = guarded(evaluate_file, patients[0], rules)
             emit(to_json(explanation) if fmt is Format.json else to_text(explanation))

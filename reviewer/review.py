@@ -143,8 +143,9 @@ class RuleDiff:
 
 
 def _step(result: dict) -> str:
+    """'action drug' of a result's recommendation (the cohort table compares these)."""
     rec = result["recommendation"]
-    return f"{rec['action']} {rec['drug'] or ''}".strip() + f" [{rec['rule']}]"
+    return f"{rec['action']} {rec['drug'] or ''}".strip()
 
 
 def _cases(scenarios: Path | None, examples: Path | None):
@@ -173,7 +174,7 @@ def _cohort_changes(d: "RuleDiff", a: RuleSet, b: RuleSet,
         if old.result is None or new.result is None:
             d.cohort_failed += 1
             continue
-        so, sn = _step(old.result).split(" [")[0], _step(new.result).split(" [")[0]
+        so, sn = _step(old.result), _step(new.result)
         if so != sn:
             d.cohort_changes.setdefault((so, sn), []).append(item.source)
 

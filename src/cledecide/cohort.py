@@ -109,6 +109,17 @@ def _jsonl_records(path: Path) -> Iterator[Record | Outcome]:
 _worker: dict[str, Any] = {}
 
 
+def is_one_record(name: str) -> bool:
+    """A path naming one patient file (not a folder, a glob or a JSON Lines file)."""
+    return not name.endswith(".jsonl") and not any(c in name for c in "*?[") \
+        and not _is_dir(Path(name))
+
+
+def load_rules(rules_dir: str | None) -> Any:
+    """The checked rule set, loaded once per process (rule errors raise here)."""
+    return _load(rules_dir)
+
+
 def _load(rules_dir: str | None) -> Any:
     from . import default_rules_dir, load_ruleset
     key = rules_dir or ""
