@@ -121,6 +121,47 @@ def schema(kind: str = typer.Argument(..., help=f"One of: {', '.join(SCHEMA_KIND
     emit(json.dumps(schema_of(kind), indent=2, sort_keys=True) + "\n")
 
 
+import_app = typer.Typer(help="Read records from other formats (FHIR R4).",
+                         no_args_is_help=True)
+export_app = typer.Typer(help="Write records in other formats (FHIR R4 test data).",
+                         no_args_is_help=True)
+app.add_typer(import_app, name="import")
+app.add_typer(export_app, name="export")
+
+
+@import_app.command("fhir")
+def import_fhir(bundle: Path = typer.Argument(..., help="A FHIR R4 Bundle or CDS Hooks "
+                                              "prefetch object (JSON)."),
+                rules: Optional[Path] = RULES_OPTION,
+                as_of: Optional[str] = typer.Option(None, "--as-of", help="Evaluation date "
+                                                    "(default: Bundle.timestamp, else today).")
+                ) -> None:
+    """Print the patient record a FHIR input maps to, and what was used, ignored and why."""
+    from cledecide.fhir import import_text
+    emit(guarded(import_text, bundle, rules, _date_option(as_of)))
+
+
+@export_app.command("fhir")
+def export_fhir(patient: Path = typer.Argument(..., help="A patient record (YAML or JSON)."),
+                rules: Optional[Path] = RULES_OPTION,
+                ehr: bool = typer.Option(False, "--ehr", help="Write it the way EHRs do: "
+                                         "extra resources, several codings, mixed references.")
+                ) -> None:
+    """Print a patient record as a FHIR R4 Bundle (the FHIR twin of an example)."""
+    from cledecide.fhir import export_text
+    emit(guarded(export_text, patient, rules, ehr))
+
+
+def _date_option(text: str | None):
+    import datetime as dt
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        fail(f"--as-of must be a date written YYYY-MM-DD, got {text!r}")
+
+
 from cledecide.cli import review  # noqa: E402  (registers the `rules` commands)
 
 review.register(rules_app, guarded, fail, emit)

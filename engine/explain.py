@@ -128,3 +128,20 @@ def explain(ruleset: RuleSet, ev: Evaluation, decision: Decision,
                   if k in ruleset.evidence}
     return Explanation(result, why, decision.why_not, references, prov.status,
                        len(ev.fired), tuple(a.summary for a in decision.alternatives))
+
+
+IMPORT_RULE = "import.fhir"
+
+
+def add_import_notes(explanation: Explanation, report: Any) -> None:
+    """What a FHIR import could not use goes into the result, so that nothing dropped
+    is invisible to the clinician (missing data, and warnings under rule import.fhir)."""
+    result = explanation.result
+    seen = {(m.field, m.why) for m in result.missing_data}
+    for name, why in report.missing:
+        if (name, why) not in seen:
+            seen.add((name, why))
+            result.missing_data.append(MissingData.model_construct(field=name, why=why))
+    for severity, message in dict.fromkeys(report.warnings):
+        result.warnings.append(Warning.model_construct(severity=severity, message=message,
+                                                       rule=IMPORT_RULE))

@@ -250,6 +250,20 @@ def _parse_yaml(text: str, file: str, error: type[CledecideError], digest: str) 
     return Document(file=file, data=data, lines=builder.lines, sha256=digest)
 
 
+def is_fhir(data: Any) -> bool:
+    """Detected from the content, never the file name: a FHIR resource names its
+    resourceType; a CDS Hooks prefetch object maps keys to FHIR resources. Our patient
+    record has neither."""
+    if not isinstance(data, dict):
+        return False
+    if "resourceType" in data:
+        return True
+    if "format" in data or "demographics" in data:
+        return False
+    return bool(data) and any(isinstance(v, dict) and "resourceType" in v
+                              for v in data.values())
+
+
 def load_file(path: Path | str, error: type[CledecideError] = InputError,
               limit: int = MAX_FILE_BYTES) -> Document:
     """Read and parse one file."""

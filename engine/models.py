@@ -102,7 +102,9 @@ class Reproductive(_Strict):
 
 class Diagnosis(_Strict):
     subtype: Literal[V.SUBTYPES]  # type: ignore[valid-type]
-    extent: Literal["localized", "widespread"]
+    extent: Literal["localized", "widespread", "unknown"] = Field(
+        description="'unknown' (a compatible addition) when no record says it, e.g. a FHIR "
+        "record without an extent Observation: the rules then ask for it.")
     systemic_lupus: TriState = False
     suspected_drug_trigger: Annotated[Annotated[str, Field(min_length=1, max_length=80)] | None,
                                       BeforeValidator(_blank_is_absent)] = None

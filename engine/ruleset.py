@@ -20,12 +20,12 @@ from . import conditions as C
 from . import vocabulary as V
 from .errors import RuleError
 from .facts import FactSpec, fact_specs
-from .load import Document, format_path, load_file
+from .load import Document, format_path, load_file, read_bytes
 from .models import Action, Drug, MonitoringWord, Severity, Stage
 from .validate import model_from_document
 
 RULE_FILE_LIMIT = 1_000_000
-SPECIAL_FILES = ("ruleset.yaml", "evidence.yaml", "drugs.yaml")
+SPECIAL_FILES = ("ruleset.yaml", "evidence.yaml", "drugs.yaml", "fhir-map.yaml")
 Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=100)]
 Word = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=80)]
 Text = Annotated[str, Field(min_length=1, max_length=4000)]
@@ -555,6 +555,14 @@ def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
     except RuleError as exc:
         return None, [Finding("error", "format", exc.message, exc.file, exc.line, exc.field)]
     hashed = [(Path(d.file).name, d.sha256) for d in (meta_doc, ev_doc, drug_doc)]
+    codemap = folder / "fhir-map.yaml"  # the FHIR code map changes results: hashed too
+    if codemap.exists():
+        try:
+            hashed.append((codemap.name, hashlib.sha256(
+                read_bytes(codemap, RuleError, RULE_FILE_LIMIT)).hexdigest()))
+        except RuleError as exc:
+            findings.append(Finding("error", "format", exc.message, exc.file, exc.line,
+                                    exc.field))
     for name, entry in sorted(drugs.items()):
         where = ("drugs", name)
         _check_evidence(entry.evidence, evidence, drug_doc, where + ("evidence",), findings)

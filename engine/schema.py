@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from .codemap import CodeMapFile
 from .models import Patient, Result
 from .ruleset import DrugFile, EvidenceFile, Provenance, RuleFile
 
@@ -17,6 +18,7 @@ SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
     "ruleset": (Provenance, "cledecide ruleset.yaml (provenance and thresholds)"),
     "drugs": (DrugFile, "cledecide drugs.yaml (drug catalogue)"),
     "evidence": (EvidenceFile, "cledecide evidence.yaml (references)"),
+    "fhir-map": (CodeMapFile, "cledecide fhir-map.yaml (the FHIR code map)"),
 }
 
 

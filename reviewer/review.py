@@ -39,6 +39,9 @@ def check(folder: Path | str | None = None, samples: int = 1500,
     static analysis, the review dates and a search of the patient space."""
     path = _folder(folder)
     ruleset, findings = check_folder(path)
+    from ..engine.codemap import check_file
+    findings = findings + [Finding("error", "fhir-map", m, f, line, fld)
+                           for m, f, line, fld in check_file(path)]
     most = None
     if ruleset is not None:
         static = analysis.static_findings(ruleset)

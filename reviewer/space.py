@@ -56,7 +56,7 @@ def random_patient(rng: random.Random, thresholds: dict[str, float] | None = Non
         "demographics": {"age": age, "sex": sex},
         "smoker": rng.choice((True, False, "unknown")),
         "diagnosis": {"subtype": rng.choice(V.SUBTYPES),
-                      "extent": rng.choice(("localized", "widespread")),
+                      "extent": rng.choice(("localized", "widespread", "unknown")),
                       "systemic_lupus": rng.choice((True, False, False, "unknown"))},
         "conditions": rng.sample(V.CONDITIONS, k=rng.choice((0, 0, 0, 1, 1, 2))),
         "symptoms": rng.sample(V.SYMPTOMS, k=rng.choice((0, 0, 0, 1, 2))),

@@ -79,7 +79,7 @@ def patients(draw) -> dict[str, Any]:
         "demographics": {"age": age, "sex": sex},
         "smoker": draw(TRI),
         "diagnosis": {"subtype": draw(st.sampled_from(V.SUBTYPES)),
-                      "extent": draw(st.sampled_from(["localized", "widespread"])),
+                      "extent": draw(st.sampled_from(["localized", "widespread", "unknown"])),
                       "systemic_lupus": draw(TRI)},
         "activity": [{"date": days_ago(d), "clasi_activity": draw(CLASI)}
                      for d in draw(st.lists(st.sampled_from([0, 14, 28, 56, 120]),

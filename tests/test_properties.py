@@ -28,6 +28,7 @@ from cledecide.engine.schema import schema
 from cledecide.engine.validate import validate_patient
 
 from conftest import RULES
+from cledecide.engine.ruleset import SPECIAL_FILES
 from cledecide.reviewer.strategies import INVALID_CHANGES, patients, refractory_patients
 
 RULESET = load_ruleset(RULES)
@@ -88,7 +89,7 @@ def _reordered_rules(tmp_root, seed: int):
     folder = tmp_root / f"rules-{seed}"
     shutil.copytree(RULES, folder)
     for path in sorted(folder.glob("*.yaml")):
-        if path.name in ("ruleset.yaml", "drugs.yaml", "evidence.yaml"):
+        if path.name in SPECIAL_FILES:
             continue
         data = yaml.safe_load(path.read_text())
         rnd.shuffle(data["rules"])
@@ -332,7 +333,7 @@ def test_rules_checker_reports_every_mutation(tmp_path_factory, mutation, pick) 
     folder = tmp_path_factory.mktemp("mutant") / "rules"
     shutil.copytree(RULES, folder)
     files = sorted(p for p in folder.glob("*.yaml")
-                   if p.name not in ("ruleset.yaml", "drugs.yaml", "evidence.yaml"))
+                   if p.name not in SPECIAL_FILES)
     path = files[pick % len(files)]
     data = yaml.safe_load(path.read_text())
     rule = data["rules"][pick % len(data["rules"])]

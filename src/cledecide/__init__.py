@@ -6,13 +6,14 @@ load -> validate -> compile -> evaluate -> decide -> explain -> render.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from .engine.compile import compile_rules
 from .engine.decide import decide
 from .engine.errors import CledecideError, EvaluationError, InputError, RuleError
 from .engine.evaluate import evaluate
-from .engine.explain import DISCLAIMER, Explanation, explain
-from .engine.load import load_file
+from .engine.explain import DISCLAIMER, Explanation, add_import_notes, explain
+from .engine.load import Document, is_fhir, load_file
 from .engine.models import Patient, Result
 from .engine.render import to_json, to_text
 from .engine.ruleset import RuleSet, default_rules_dir, load_ruleset
@@ -21,7 +22,7 @@ from .engine.validate import validate_patient
 __all__ = [
     "CledecideError", "EvaluationError", "InputError", "RuleError", "DISCLAIMER",
     "Explanation", "Patient", "Result", "RuleSet", "default_rules_dir", "evaluate_patient",
-    "evaluate_file", "load_patient", "load_ruleset", "to_json", "to_text",
+    "evaluate_file", "load_patient", "patients_of", "load_ruleset", "to_json", "to_text",
 ]
 __version__ = "0.1.0"
 
@@ -32,16 +33,39 @@ def load_patient(path: Path | str) -> tuple[Patient, str]:
     return validate_patient(doc), doc.sha256
 
 
-def evaluate_patient(patient: Patient, ruleset: RuleSet, input_sha256: str = "") -> Explanation:
-    """One patient through compile (cached per process) -> evaluate -> decide -> explain."""
+def patients_of(doc: Document, rules_dir: Path | str | None = None,
+                as_of: object = None) -> list[tuple[Patient, Any]]:
+    """The validated patients of a parsed input, each with its FHIR import report (None
+    for our own record). The kind of input is read from the content, not the name."""
+    if not is_fhir(doc.data):
+        return [(validate_patient(doc), None)]
+    from .engine.codemap import load_codemap
+    from .engine.fhir import import_fhir
+    codemap = load_codemap(rules_dir or default_rules_dir())
+    return [(validate_patient(item.document), item.report)
+            for item in import_fhir(doc, codemap, as_of)]  # type: ignore[arg-type]
+
+
+def evaluate_patient(patient: Patient, ruleset: RuleSet, input_sha256: str = "",
+                     report: Any = None) -> Explanation:
+    """One patient through compile (cached per process) -> evaluate -> decide -> explain.
+    A FHIR import report adds what it could not use to missing data and warnings."""
     compiled = compile_rules(ruleset)
     evaluation = evaluate(patient, compiled)
-    return explain(ruleset, evaluation, decide(ruleset, evaluation), input_sha256)
+    explanation = explain(ruleset, evaluation, decide(ruleset, evaluation), input_sha256)
+    if report is not None:
+        add_import_notes(explanation, report)
+    return explanation
 
 
 def evaluate_file(path: Path | str, rules_dir: Path | str | None = None) -> Explanation:
     """The whole pipeline for one patient file; rules load (and are checked) first, so
     nothing is evaluated on a broken rule set."""
     ruleset = load_ruleset(rules_dir or default_rules_dir())
-    patient, digest = load_patient(path)
-    return evaluate_patient(patient, ruleset, digest)
+    doc = load_file(path)
+    found = patients_of(doc, ruleset.folder)
+    if len(found) != 1:
+        raise InputError(f"the FHIR input holds {len(found)} patients; evaluate them as a "
+                         "cohort (--format jsonl or csv)", doc.file)
+    patient, report = found[0]
+    return evaluate_patient(patient, ruleset, doc.sha256, report)

@@ -1,0 +1,247 @@
+"""The FHIR code map (rules/fhir-map.yaml): which codes mean what, as reviewable data.
+
+Loaded only when a FHIR record arrives (or by `rules check`), so YAML evaluation keeps
+its cold start. Checks: every standard code says where it was verified, no code means
+two things, unit factors are finite and positive, and words are the contract's.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import vocabulary as V
+from .errors import RuleError
+from .load import Document, load_file
+
+MAP_FILE = "fhir-map.yaml"
+LOCAL_PREFIX = "urn:cledecide:"
+Kind = Literal["quantity", "boolean", "coded", "date", "text"]
+Answer = Union[bool, str]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CodeEntry(_Strict):
+    code: str = Field(pattern=r"^[a-z0-9]+#\S+$", description="SYSTEM#CODE")
+    display: str = Field(min_length=1)
+    checked: str | None = Field(default=None, description="Where this standard code was "
+                                "verified (required unless the system is urn:cledecide:*).")
+    prefix: bool = False
+
+
+class ObservationMap(_Strict):
+    kind: Kind
+    codes: list[CodeEntry] = Field(min_length=1)
+    units: dict[str, float] = Field(default_factory=dict)
+    answers: dict[str, Answer] = Field(default_factory=dict)
+    many: bool = False
+
+
+class CodedAnswers(_Strict):
+    codes: list[CodeEntry] = Field(min_length=1)
+    answers: dict[str, str] = Field(default_factory=dict)
+
+
+class EyeExamMap(_Strict):
+    codes: list[CodeEntry] = Field(min_length=1)
+    outcomes: dict[str, Literal["normal", "toxicity"]]
+
+
+class ClasiMap(_Strict):
+    activity: list[CodeEntry] = Field(min_length=1)
+    damage: list[CodeEntry] = Field(min_length=1)
+
+
+class CodeMapFile(_Strict):
+    version: Literal[1]
+    systems: dict[str, str]
+    ucum: str
+    observations: dict[str, ObservationMap]
+    clasi: ClasiMap
+    course_response: CodedAnswers
+    subtypes: dict[Literal[V.SUBTYPES], list[CodeEntry]]  # type: ignore[valid-type]
+    systemic_lupus: list[CodeEntry]
+    comorbidities: dict[Literal[V.CONDITIONS], list[CodeEntry]]  # type: ignore[valid-type]
+    symptoms: dict[Literal[V.SYMPTOMS], list[CodeEntry]]  # type: ignore[valid-type]
+    medications: dict[Literal[V.DRUGS], list[CodeEntry]]  # type: ignore[valid-type]
+    dose_units: dict[str, float]
+    period_hours: dict[str, float]
+    stop_reasons: dict[Literal[V.STOP_REASONS], list[CodeEntry]]  # type: ignore[valid-type]
+    eye_exam: EyeExamMap
+
+
+# The record fields an Observation may fill, and what kind of value each takes.
+OBSERVATION_FIELDS: dict[str, Kind] = {
+    "demographics.weight_kg": "quantity", "labs.neutrophils": "quantity",
+    "labs.platelets": "quantity", "labs.egfr": "quantity", "labs.creatinine": "quantity",
+    "labs.alt": "quantity", "labs.g6pd": "coded", "reproductive.pregnant": "coded",
+    "reproductive.negative_pregnancy_tests": "coded",
+    "reproductive.childbearing_potential": "boolean", "reproductive.breastfeeding": "boolean",
+    "reproductive.contraception": "coded", "reproductive.contraception_since": "date",
+    "reproductive.oestrogen_contraception": "boolean",
+    "reproductive.planning_pregnancy": "boolean",
+    "reproductive.partner_may_conceive": "boolean", "reproductive.condom_use": "boolean",
+    "reproductive.planning_to_father": "boolean", "smoker": "boolean",
+    "diagnosis.extent": "coded", "diagnosis.suspected_drug_trigger": "text",
+}
+
+
+@dataclass(frozen=True)
+class Meaning:
+    """What one coding means: a section of the map and the word or field in it."""
+
+    section: str  # "observation", "clasi", "response", "subtype", "sle", ...
+    value: str
+    display: str
+
+
+@dataclass(frozen=True)
+class CodeMap:
+    """The checked map, indexed by (system URI, code) for the importer."""
+
+    spec: CodeMapFile
+    sha256: str
+    exact: dict[tuple[str, str], Meaning]
+    prefixes: tuple[tuple[str, str, Meaning], ...]
+
+    def meaning(self, system: str | None, code: str | None) -> Meaning | None:
+        if not system or not code:
+            return None
+        found = self.exact.get((system, code))
+        if found is not None:
+            return found
+        for sys_, start, m in self.prefixes:
+            if sys_ == system and code.startswith(start):
+                return m
+        return None
+
+    def uri(self, name: str) -> str:
+        return self.spec.systems[name]
+
+    def coding(self, entry: CodeEntry) -> dict[str, str]:
+        """An entry as a FHIR Coding (for the test-data exporter)."""
+        name, code = entry.code.split("#", 1)
+        return {"system": self.spec.systems[name], "code": code, "display": entry.display}
+
+
+def _entries(spec: CodeMapFile) -> list[tuple[tuple[Any, ...], CodeEntry, Meaning]]:
+    out: list[tuple[tuple[Any, ...], CodeEntry, Meaning]] = []
+
+    def add(where: tuple[Any, ...], entries: list[CodeEntry], section: str, value: str) -> None:
+        for i, e in enumerate(entries):
+            out.append((where + (i,), e, Meaning(section, value, e.display)))
+
+    for name, obs in spec.observations.items():
+        add(("observations", name, "codes"), obs.codes, "observation", name)
+    add(("clasi", "activity"), spec.clasi.activity, "clasi", "activity")
+    add(("clasi", "damage"), spec.clasi.damage, "clasi", "damage")
+    add(("course_response", "codes"), spec.course_response.codes, "response", "response")
+    for word, entries in spec.subtypes.items():
+        add(("subtypes", word), entries, "subtype", word)
+    add(("systemic_lupus",), spec.systemic_lupus, "sle", "systemic_lupus")
+    for word, entries in spec.comorbidities.items():
+        add(("comorbidities", word), entries, "comorbidity", word)
+    for word, entries in spec.symptoms.items():
+        add(("symptoms", word), entries, "symptom", word)
+    for word, entries in spec.medications.items():
+        add(("medications", word), entries, "medication", word)
+    for word, entries in spec.stop_reasons.items():
+        add(("stop_reasons", word), entries, "stop_reason", word)
+    add(("eye_exam", "codes"), spec.eye_exam.codes, "eye_exam", "retinal_exam")
+    return out
+
+
+def check(spec: CodeMapFile, doc: Document) -> list[tuple[str, tuple[Any, ...]]]:
+    """Every problem of a parsed map, as (message, field path)."""
+    problems: list[tuple[str, tuple[Any, ...]]] = []
+    seen: dict[str, tuple[Any, ...]] = {}
+    for where, entry, meaning in _entries(spec):
+        name = entry.code.split("#", 1)[0]
+        if name not in spec.systems:
+            problems.append((f"unknown system '{name}' (not under systems)", where + ("code",)))
+            continue
+        local = spec.systems[name].startswith(LOCAL_PREFIX)
+        if not local and not (entry.checked or "").strip():
+            problems.append((f"standard code {entry.code} says nowhere where it was "
+                             "verified (checked:)", where + ("code",)))
+        if local and entry.prefix:
+            problems.append(("prefix matching is for ICD-10-CM categories, not our codes",
+                             where + ("prefix",)))
+        key = spec.systems[name] + "|" + entry.code.split("#", 1)[1]
+        if key in seen and seen[key][:2] != where[:2]:
+            problems.append((f"{entry.code} already means something else "
+                             f"({'.'.join(map(str, seen[key][:-1]))})", where + ("code",)))
+        seen.setdefault(key, where)
+    for name, obs in spec.observations.items():
+        where = ("observations", name)
+        expected = OBSERVATION_FIELDS.get(name)
+        if expected is None:
+            problems.append(("not a record field an Observation can fill", where))
+        elif obs.kind != expected:
+            problems.append((f"kind must be {expected} for this field", where + ("kind",)))
+        if obs.kind == "quantity" and not obs.units:
+            problems.append(("a quantity needs its units (UCUM code: factor)", where + ("units",)))
+        if obs.kind == "coded" and not obs.answers:
+            problems.append(("a coded value needs its answers", where + ("answers",)))
+        for unit, factor in obs.units.items():
+            if not (math.isfinite(factor) and factor > 0):
+                problems.append(("a unit factor must be a finite number above 0",
+                                 where + ("units", unit)))
+        for answer in obs.answers:
+            if "#" not in answer or answer.split("#", 1)[0] not in spec.systems:
+                problems.append((f"answer '{answer}' is not SYSTEM#CODE with a known system",
+                                 where + ("answers", answer)))
+    for table in ("dose_units", "period_hours"):
+        for unit, factor in getattr(spec, table).items():
+            if not (math.isfinite(factor) and factor > 0):
+                problems.append(("a factor must be a finite number above 0", (table, unit)))
+    return problems
+
+
+def load_codemap(rules_dir: Path | str) -> CodeMap:
+    """The checked map of a rules folder; a broken map is a RuleError (exit 2)."""
+    return _load(str(Path(rules_dir).resolve()))
+
+
+@lru_cache(maxsize=4)
+def _load(folder: str) -> CodeMap:
+    from .validate import model_from_document
+    path = Path(folder) / MAP_FILE
+    if not path.exists():
+        raise RuleError(f"missing {MAP_FILE}: FHIR input needs the code map", str(path))
+    doc = load_file(path, RuleError)
+    spec = model_from_document(CodeMapFile, doc, RuleError)
+    problems = check(spec, doc)
+    if problems:
+        message, where = problems[0]
+        raise RuleError(message, doc.file, doc.line_of(where), ".".join(map(str, where)))
+    exact: dict[tuple[str, str], Meaning] = {}
+    prefixes: list[tuple[str, str, Meaning]] = []
+    for _, entry, meaning in _entries(spec):
+        name, code = entry.code.split("#", 1)
+        if entry.prefix:
+            prefixes.append((spec.systems[name], code, meaning))
+        else:
+            exact[(spec.systems[name], code)] = meaning
+    return CodeMap(spec, doc.sha256, exact, tuple(prefixes))
+
+
+def check_file(folder: Path | str) -> list[tuple[str, str, int | None, str | None]]:
+    """For `rules check`: (message, file, line, field) of every problem in the map."""
+    path = Path(folder) / MAP_FILE
+    if not path.exists():
+        return []
+    from .validate import model_from_document
+    try:
+        doc = load_file(path, RuleError)
+        spec = model_from_document(CodeMapFile, doc, RuleError)
+    except RuleError as exc:
+        return [(exc.message, exc.file or str(path), exc.line, exc.field)]
+    return [(m, doc.file, doc.line_of(w), ".".join(map(str, w))) for m, w in check(spec, doc)]
