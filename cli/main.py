@@ -104,12 +104,25 @@ def evaluate(patients: list[str] = typer.Argument(
     from cledecide.cohort import is_one_record
     if len(patients) == 1 and is_one_record(patients[0]):
         if fmt in (None, Format.text, Format.json):  # one patient: the contract output
-            explanation = guarded(evaluate_file, patients[0], rules)
-            emit(to_json(explanation) if fmt is Format.json else to_text(explanation))
-            return
+            explanation = guarded(_one_or_none, patients[0], rules)
+            if explanation is None and fmt is not None:
+                fail(f"{patients[0]}: holds several patients; use --format jsonl or csv")
+            if explanation is not None:
+                emit(to_json(explanation) if fmt is Format.json else to_text(explanation))
+                return
     from cledecide.cli.cohort import run_cohort
     raise typer.Exit(guarded(run_cohort, patients, (fmt or Format.jsonl).value,
                              str(rules) if rules else None, jobs, emit))
+
+
+def _one_or_none(path: str, rules: Optional[Path]):
+    """One patient's explanation, or None when the file holds several (a FHIR Bundle
+    of a clinic's patients is a cohort)."""
+    from cledecide import ManyPatients
+    try:
+        return evaluate_file(path, rules)
+    except ManyPatients:
+        return None
 
 
 @app.command()

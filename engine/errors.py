@@ -34,3 +34,7 @@ class RuleError(CledecideError):
 
 class EvaluationError(CledecideError):
     """The rule engine could not finish an evaluation (e.g. a durable_rules limit)."""
+
+
+class ManyPatients(InputError):
+    """One file holds several patients (a FHIR Bundle): a cohort, not one evaluation."""

@@ -309,3 +309,16 @@ def test_code_map_is_part_of_the_rule_set_hash(tmp_path: Path) -> None:
     assert '"mg/dL": 88.4}' in text
     path.write_text(text.replace('"mg/dL": 88.4}', '"mg/dL": 88.42}'))
     assert load_ruleset(folder).sha256 != before
+
+
+def test_bundle_of_several_patients_is_a_cohort(tmp_path: Path) -> None:
+    a, b = bundle_of(), bundle_of("widespread-scle-new")
+    two = {"resourceType": "Bundle", "type": "collection", "timestamp": a["timestamp"],
+           "entry": a["entry"] + b["entry"]}
+    proc = run_json(tmp_path, two)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [(r["patient_id"], r["recommendation"]["drug"]) for r in rows] == [
+        ("example-refractory-neuropathy", "lenalidomide"),
+        ("example-widespread-scle-new", "hydroxychloroquine")]
+    assert rows[0]["source"].endswith("input.json#example-refractory-neuropathy")

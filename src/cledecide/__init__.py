@@ -10,7 +10,7 @@ from typing import Any
 
 from .engine.compile import compile_rules
 from .engine.decide import decide
-from .engine.errors import CledecideError, EvaluationError, InputError, RuleError
+from .engine.errors import CledecideError, EvaluationError, InputError, ManyPatients, RuleError
 from .engine.evaluate import evaluate
 from .engine.explain import DISCLAIMER, Explanation, add_import_notes, explain
 from .engine.load import Document, is_fhir, load_file
@@ -65,7 +65,7 @@ def evaluate_file(path: Path | str, rules_dir: Path | str | None = None) -> Expl
     doc = load_file(path)
     found = patients_of(doc, ruleset.folder)
     if len(found) != 1:
-        raise InputError(f"the FHIR input holds {len(found)} patients; evaluate them as a "
-                         "cohort (--format jsonl or csv)", doc.file)
+        raise ManyPatients(f"the FHIR input holds {len(found)} patients; evaluate them as "
+                           "a cohort (--format jsonl or csv)", doc.file)
     patient, report = found[0]
     return evaluate_patient(patient, ruleset, doc.sha256, report)

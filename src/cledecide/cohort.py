@@ -130,17 +130,25 @@ def _load(rules_dir: str | None) -> Any:
 
 
 def evaluate_one(record: Record, ruleset: Any) -> Outcome:
-    """One record through the whole pipeline; its own errors become an outcome."""
-    from . import evaluate_patient
+    """One record through the whole pipeline; its own errors become an outcome. (A FHIR
+    Bundle with several patients gives its first here; evaluate_all gives them all.)"""
+    return evaluate_all(record, ruleset)[0]
+
+
+def evaluate_all(record: Record, ruleset: Any) -> list[Outcome]:
+    """Every patient of one record (a FHIR Bundle may hold several), in order."""
+    from . import evaluate_patient, patients_of
     from .engine.render import result_dict
-    from .engine.validate import validate_patient
     try:
         doc = parse(record.raw, record.source)
-        patient = validate_patient(doc)
-        return Outcome(record.source, result=result_dict(
-            evaluate_patient(patient, ruleset, doc.sha256)))
+        found = patients_of(doc, ruleset.folder)
+        many = len(found) > 1
+        return [Outcome(f"{record.source}#{patient.id}" if many else record.source,
+                        result=result_dict(evaluate_patient(patient, ruleset, doc.sha256,
+                                                            report)))
+                for patient, report in found]
     except CledecideError as exc:
-        return Outcome(record.source, error=visible(str(exc), True))
+        return [Outcome(record.source, error=visible(str(exc), True))]
 
 
 def evaluate_records(items: Iterable[Record | Outcome], rules_dir: str | None = None
@@ -149,7 +157,10 @@ def evaluate_records(items: Iterable[Record | Outcome], rules_dir: str | None = 
     point: the CLI's workers and a Dask bag call it)."""
     ruleset = _load(rules_dir)
     for item in items:
-        yield item if isinstance(item, Outcome) else evaluate_one(item, ruleset)
+        if isinstance(item, Outcome):
+            yield item
+        else:
+            yield from evaluate_all(item, ruleset)
 
 
 def _evaluate_chunk(args: tuple[list[Record | Outcome], str | None]) -> list[Outcome]:
