@@ -99,7 +99,10 @@ def evaluate(patients: list[str] = typer.Argument(
              rules: Optional[Path] = RULES_OPTION,
              jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, max=256,
                                                 help="Processes for many patients "
-                                                     "(default: the number of cores).")) -> None:
+                                                     "(default: the number of cores)."),
+             audit: Optional[Path] = typer.Option(None, "--audit", help="Append the "
+                                                  "evaluation to this audit database.")
+             ) -> None:
     """Suggest one next treatment step for each patient, with why and why not."""
     from cledecide.cohort import is_one_record
     if len(patients) == 1 and is_one_record(patients[0]):
@@ -108,11 +111,29 @@ def evaluate(patients: list[str] = typer.Argument(
             if explanation is None and fmt is not None:
                 fail(f"{patients[0]}: holds several patients; use --format jsonl or csv")
             if explanation is not None:
+                if audit is not None:
+                    guarded(_audit, audit, explanation, patients[0])
                 emit(to_json(explanation) if fmt is Format.json else to_text(explanation))
                 return
     from cledecide.cli.cohort import run_cohort
     raise typer.Exit(guarded(run_cohort, patients, (fmt or Format.jsonl).value,
                              str(rules) if rules else None, jobs, emit))
+
+
+def _audit(path: Path, explanation, source: str) -> None:
+    from cledecide.audit import AuditLog
+    r = explanation.result
+    log = AuditLog(path)
+    try:
+        log.append(kind="evaluate", service="cli", request_id=Path(source).name,
+                   ruleset_name=r.ruleset.name, ruleset_version=r.ruleset.version,
+                   ruleset_sha256=r.ruleset.sha256, input_sha256=r.input_sha256,
+                   patient_hash=log.patient_hash(r.patient_id),
+                   recommendation={"action": r.recommendation.action,
+                                   "drug": r.recommendation.drug,
+                                   "rule": r.recommendation.rule}, card_ids=[])
+    finally:
+        log.close()
 
 
 def _one_or_none(path: str, rules: Optional[Path]):
@@ -178,6 +199,9 @@ def _date_option(text: str | None):
 from cledecide.cli import review  # noqa: E402  (registers the `rules` commands)
 
 review.register(rules_app, guarded, fail, emit)
+from cledecide.cli import serve as _serve  # noqa: E402
+
+_serve.register(app, guarded, fail, emit)
 review.register_more(rules_app, guarded, fail, emit)
 
 

@@ -215,3 +215,41 @@ def _extras(b: _Builder) -> None:
                              "system": "http://unitsofmeasure.org", "code": "/min"}})
     b.add({"resourceType": "AllergyIntolerance", "patient": b.subject(),
            "code": {"text": "penicillin"}})
+
+
+PREFETCH_TYPES = {"conditions": ("Condition",), "observations": ("Observation",),
+                  "medicationStatements": ("MedicationStatement", "Medication"),
+                  "medicationRequests": ("MedicationRequest",),
+                  "procedures": ("Procedure",), "adverseEvents": ("AdverseEvent",)}
+
+
+def prefetch_of(bundle: dict[str, Any]) -> dict[str, Any]:
+    """A collection Bundle as the CDS Hooks prefetch an EHR would send for our
+    discovery templates: the Patient, then one searchset per template. References to
+    the Patient become Patient/id, as in a real prefetch (no fullUrl to point at)."""
+    entries = bundle["entry"]
+    patient = next(e for e in entries if e["resource"]["resourceType"] == "Patient")
+    text = __import__("json").dumps(entries).replace(
+        patient["fullUrl"], f"Patient/{patient['resource']['id']}")
+    entries = __import__("json").loads(text)
+    out: dict[str, Any] = {"patient": next(e["resource"] for e in entries
+                                           if e["resource"]["resourceType"] == "Patient")}
+    for key, kinds in PREFETCH_TYPES.items():
+        found = [{"fullUrl": e["fullUrl"], "resource": e["resource"]} for e in entries
+                 if e["resource"]["resourceType"] in kinds]
+        out[key] = {"resourceType": "Bundle", "type": "searchset", "total": len(found),
+                    "entry": found}
+    return out
+
+
+def hook_request(bundle: dict[str, Any], hook: str = "patient-view",
+                 draft_orders: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A CDS Hooks request body for one of our services, with full prefetch."""
+    prefetch = prefetch_of(bundle)
+    pid = prefetch["patient"]["id"]
+    context: dict[str, Any] = {"userId": "Practitioner/example", "patientId": pid}
+    if draft_orders is not None:
+        context["draftOrders"] = {"resourceType": "Bundle", "type": "collection",
+                                  "entry": [{"resource": r} for r in draft_orders]}
+    return {"hook": hook, "hookInstance": str(uuid.uuid4()), "context": context,
+            "prefetch": prefetch}

@@ -1,0 +1,424 @@
+"""`cledecide serve`: a CDS Hooks 2.0 service (FastAPI on uvicorn).
+
+Why FastAPI on uvicorn: a maintained ASGI stack with request validation, plain JSON
+responses and a production server in one dependency pair; the rules load once and each
+request then costs only the evaluation. Evaluations run one at a time on a worker
+thread (durable_rules' engine is process-global), with a per-request timeout.
+
+Security as the CDS Hooks spec asks: every request carries a JWT from the EHR, checked
+against the trusted issuers' keys (JWKS file or URL per issuer): signature, iss, aud
+(our service URL), exp, iat and jti (no replay). Failures are 401 with no detail. Bodies
+are size-limited; patient data never goes to the logs.
+"""
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .engine.errors import CledecideError, InputError
+
+SERVICES = {
+    "cledecide-patient-view": ("patient-view", "CLE treatment: the suggested next step"),
+    "cledecide-order-sign": ("order-sign", "CLE treatment: safety check of draft orders"),
+}
+PREFETCH = {
+    "patient": "Patient/{{context.patientId}}",
+    "conditions": "Condition?patient={{context.patientId}}",
+    "observations": "Observation?patient={{context.patientId}}",
+    "medicationStatements": "MedicationStatement?patient={{context.patientId}}",
+    "medicationRequests": "MedicationRequest?patient={{context.patientId}}",
+    "procedures": "Procedure?patient={{context.patientId}}",
+    "adverseEvents": "AdverseEvent?subject={{context.patientId}}",
+}
+ALGORITHMS = ["ES384", "RS384", "ES256", "RS256"]
+MAX_TOKEN_AGE = 300  # seconds an iat may lie in the past (and jti is remembered)
+
+
+@dataclass
+class Config:
+    service_url: str
+    issuers: dict[str, dict[str, str]]
+    audit: Path
+    max_body_bytes: int = 1_000_000
+    request_timeout: float = 10.0
+    fhir_timeout: float = 5.0
+    insecure: bool = False
+    base: Path = field(default_factory=Path.cwd)
+
+
+def load_config(path: Path | str) -> Config:
+    """The service's config (YAML); relative paths are relative to the file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"cannot read the config: {exc}".split("\n")[0], str(path)) from None
+    if not isinstance(data, dict) or not isinstance(data.get("issuers"), dict) \
+            or not data.get("service_url") or not data["issuers"]:
+        raise InputError("the config needs service_url and at least one issuer "
+                         "(issuers: {NAME: {jwks_file: ...} or {jwks_url: ...}})", str(path))
+    base = path.resolve().parent
+    return Config(service_url=str(data["service_url"]).rstrip("/"),
+                  issuers={str(k): dict(v) for k, v in data["issuers"].items()},
+                  audit=base / str(data.get("audit", "audit.sqlite")),
+                  max_body_bytes=int(data.get("max_body_bytes", 1_000_000)),
+                  request_timeout=float(data.get("request_timeout_seconds", 10)),
+                  fhir_timeout=float(data.get("fhir_timeout_seconds", 5)), base=base)
+
+
+class Auth:
+    """JWT bearer checks for every request; a seen jti is refused until it expires."""
+
+    def __init__(self, config: Config) -> None:
+        import jwt
+        self.jwt = jwt
+        self.config = config
+        self.keys: dict[str, Any] = {}
+        for iss, spec in config.issuers.items():
+            if "jwks_file" in spec:
+                data = json.loads((config.base / spec["jwks_file"]).read_text())
+                self.keys[iss] = jwt.PyJWKSet.from_dict(data)
+            elif "jwks_url" in spec:
+                self.keys[iss] = jwt.PyJWKClient(spec["jwks_url"], timeout=5)
+            else:
+                raise InputError(f"issuer {iss}: give jwks_file or jwks_url")
+        self.seen: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    def check(self, header: str | None, endpoint: str) -> bool:
+        if not header or not header.startswith("Bearer "):
+            return False
+        token = header[7:].strip()
+        jwt = self.jwt
+        try:
+            unverified = jwt.decode(token, options={"verify_signature": False})
+            iss = unverified.get("iss")
+            keys = self.keys.get(iss)
+            if keys is None:
+                return False
+            kid = jwt.get_unverified_header(token).get("kid")
+            if isinstance(keys, jwt.PyJWKClient):
+                key = keys.get_signing_key(kid).key
+            else:
+                key = next((k.key for k in keys.keys if k.key_id == kid or kid is None), None)
+                if key is None:
+                    return False
+            claims = jwt.decode(token, key, algorithms=ALGORITHMS, issuer=iss,
+                                audience=[self.config.service_url, endpoint],
+                                options={"require": ["iss", "aud", "exp", "iat", "jti"]},
+                                leeway=5)
+        except Exception:  # noqa: BLE001 - any token problem is a plain 401
+            return False
+        now = time.time()
+        if claims["iat"] > now + 5 or claims["iat"] < now - MAX_TOKEN_AGE:
+            return False
+        with self.lock:
+            for jti, until in list(self.seen.items()):
+                if until < now:
+                    del self.seen[jti]
+            key_ = f"{iss}|{claims['jti']}"
+            if key_ in self.seen:
+                return False
+            self.seen[key_] = max(float(claims["exp"]), now + MAX_TOKEN_AGE) + 10
+        return True
+
+
+class Service:
+    """The CDS service's state: rules, code map, audit trail, one evaluation thread."""
+
+    def __init__(self, config: Config, rules_dir: str | None) -> None:
+        from . import default_rules_dir, load_ruleset
+        from .audit import AuditLog
+        from .engine.codemap import load_codemap
+        self.config = config
+        folder = rules_dir or str(default_rules_dir())
+        self.ruleset = load_ruleset(folder)
+        self.codemap = load_codemap(folder)
+        self.audit = AuditLog(config.audit)
+        self.auth = None if config.insecure else Auth(config)
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluate")
+        from .engine.compile import compile_rules
+        compile_rules(self.ruleset)  # warm: the first request costs only its evaluation
+
+    def discovery(self) -> dict[str, Any]:
+        return {"services": [{"hook": hook, "id": sid, "title": title,
+                              "description": title + " (decision support for a "
+                              "clinician; not an order). Rule set "
+                              f"{self.ruleset.provenance.name} "
+                              f"{self.ruleset.provenance.version}.",
+                              "prefetch": PREFETCH} for sid, (hook, title) in SERVICES.items()]}
+
+    # -------------------------------------------------------------- requests
+
+    def handle(self, sid: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        """One hook request (runs on the evaluation thread)."""
+        from .cds import order_sign_cards, patient_view_cards
+        from .engine.fhir import _dose, _Entry, _meaning, import_fhir
+        from .engine.load import Document
+        from .engine.validate import validate_patient
+        hook = SERVICES[sid][0]
+        try:
+            request = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return 400, {"error": "the body is not JSON"}
+        if not isinstance(request, dict) or request.get("hook") != hook \
+                or not isinstance(request.get("context"), dict):
+            return 400, {"error": f"a CDS Hooks request for hook {hook} is expected"}
+        context = request["context"]
+        digest = hashlib.sha256(body).hexdigest()
+        try:
+            prefetch = self._prefetch(request, context)
+        except _Precondition as exc:
+            return 412, {"error": str(exc)}
+        try:
+            doc = Document("prefetch", prefetch, {}, digest)
+            imported = import_fhir(doc, self.codemap, dt.date.today())
+            if len(imported) != 1:
+                raise InputError("the prefetch must hold exactly one Patient")
+            patient = validate_patient(imported[0].document)
+            report = imported[0].report
+            if hook == "patient-view":
+                from . import evaluate_patient
+                explanation = evaluate_patient(patient, self.ruleset, digest, report)
+                cards = patient_view_cards(explanation, self.codemap)
+            else:
+                orders = []
+                for i, entry in enumerate(_draft_orders(context)):
+                    from fhir.resources.R4B.medicationrequest import MedicationRequest
+                    res = MedicationRequest.model_validate(entry)
+                    e = _Entry(res, ("context", "draftOrders", i), None)
+                    m = _meaning(self.codemap, res.medicationCodeableConcept, ("medication",))
+                    label = (res.medicationCodeableConcept.text if res.medicationCodeableConcept
+                             and res.medicationCodeableConcept.text else "a draft order")
+                    dose = _dose(res.dosageInstruction or [], self.codemap, e,
+                                 "dosageInstruction", m.value if m else "?", report) \
+                        if m else None
+                    orders.append((m.value if m else None, label, dose))
+                if not orders:
+                    return 400, {"error": "order-sign needs context.draftOrders with "
+                                          "MedicationRequest entries"}
+                cards, explanation = order_sign_cards(patient, orders, self.ruleset,
+                                                      self.codemap, digest, report)
+        except CledecideError as exc:
+            # never a card that looks like advice: the EHR shows its own error
+            return 422, {"error": f"the record could not be read: {exc.message}"}
+        except Exception as exc:  # noqa: BLE001
+            return 422, {"error": f"the record could not be read: {type(exc).__name__}"}
+        rec = explanation.result.recommendation
+        self.audit.append(kind="evaluate", service=sid,
+                          request_id=str(request.get("hookInstance", "")),
+                          ruleset_name=self.ruleset.provenance.name,
+                          ruleset_version=self.ruleset.provenance.version,
+                          ruleset_sha256=self.ruleset.sha256, input_sha256=digest,
+                          patient_hash=self.audit.patient_hash(patient.id),
+                          recommendation={"action": rec.action, "drug": rec.drug,
+                                          "rule": rec.rule},
+                          card_ids=[c["uuid"] for c in cards])
+        return 200, {"cards": cards}
+
+    def feedback(self, sid: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        try:
+            request = json.loads(body)
+            items = request["feedback"]
+            assert isinstance(items, list) and items
+        except Exception:  # noqa: BLE001
+            return 400, {"error": "a CDS Hooks feedback body ({feedback: [...]}) is expected"}
+        for item in items:
+            if not isinstance(item, dict) or not item.get("card") \
+                    or item.get("outcome") not in ("accepted", "overridden"):
+                return 400, {"error": "each feedback needs card and outcome "
+                                      "(accepted or overridden)"}
+        for item in items:
+            reason = item.get("overrideReason") or {}
+            self.audit.append(kind="feedback", service=sid, request_id=str(item["card"]),
+                              ruleset_name=self.ruleset.provenance.name,
+                              ruleset_version=self.ruleset.provenance.version,
+                              ruleset_sha256=self.ruleset.sha256,
+                              input_sha256=hashlib.sha256(body).hexdigest(),
+                              card_ids=[str(item["card"])],
+                              feedback={"outcome": item["outcome"],
+                                        "overrideReason": (reason.get("reason") or {}).get(
+                                            "code") if isinstance(reason, dict) else None,
+                                        "time": str(item.get("outcomeTimestamp", ""))})
+        return 200, {}
+
+    def _prefetch(self, request: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+        given = request.get("prefetch") or {}
+        if not isinstance(given, dict):
+            raise _Precondition("prefetch must be an object")
+        missing = [k for k in PREFETCH if given.get(k) is None]
+        if not missing:
+            return {k: given[k] for k in PREFETCH}
+        server, token = request.get("fhirServer"), request.get("fhirAuthorization")
+        patient_id = context.get("patientId")
+        if not server or not isinstance(token, dict) or not patient_id:
+            raise _Precondition("prefetch incomplete (" + ", ".join(missing) + ") and no "
+                                "fhirServer with fhirAuthorization to fetch it")
+        import httpx
+        out = dict(given)
+        headers = {"Authorization": f"Bearer {token.get('access_token', '')}",
+                   "Accept": "application/fhir+json"}
+        try:
+            with httpx.Client(timeout=self.config.fhir_timeout, headers=headers) as client:
+                for key in missing:
+                    url = server.rstrip("/") + "/" + PREFETCH[key].replace(
+                        "{{context.patientId}}", str(patient_id))
+                    response = client.get(url)
+                    response.raise_for_status()
+                    out[key] = response.json()
+        except Exception as exc:  # noqa: BLE001
+            raise _Precondition(f"fetching the record from the FHIR server failed "
+                                f"({type(exc).__name__})") from None
+        return {k: out[k] for k in PREFETCH}
+
+
+class _Precondition(Exception):
+    pass
+
+
+def _draft_orders(context: dict[str, Any]) -> list[dict[str, Any]]:
+    orders = context.get("draftOrders") or {}
+    entries = orders.get("entry", []) if isinstance(orders, dict) else []
+    return [e["resource"] for e in entries if isinstance(e, dict)
+            and isinstance(e.get("resource"), dict)
+            and e["resource"].get("resourceType") == "MedicationRequest"]
+
+
+def create_app(service: Service) -> Any:
+    """The ASGI app: discovery, the two hooks and their feedback."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, Response
+
+    app = FastAPI(title="cledecide CDS Hooks", docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    limit = service.config.max_body_bytes
+
+    async def body_of(request: Request) -> bytes | None:
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            return None
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def authorized(request: Request) -> bool:
+        if service.auth is None:
+            return True
+        endpoint = service.config.service_url + request.url.path.removeprefix("/cds-services")
+        return service.auth.check(request.headers.get("authorization"), endpoint)
+
+    async def run(func: Any, *args: Any) -> tuple[int, dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(service.pool, func, *args),
+                                          timeout=service.config.request_timeout)
+        except asyncio.TimeoutError:
+            return 503, {"error": "the evaluation took too long"}
+
+    @app.get("/cds-services")
+    async def discovery() -> dict[str, Any]:
+        return service.discovery()
+
+    @app.post("/cds-services/{sid}")
+    async def hook(sid: str, request: Request) -> Response:
+        if not authorized(request):
+            return Response(status_code=401)
+        if sid not in SERVICES:
+            return JSONResponse({"error": "no such service"}, status_code=404)
+        body = await body_of(request)
+        if body is None:
+            return JSONResponse({"error": "body too large"}, status_code=413)
+        status, payload = await run(service.handle, sid, body)
+        return JSONResponse(payload, status_code=status)
+
+    @app.post("/cds-services/{sid}/feedback")
+    async def feedback(sid: str, request: Request) -> Response:
+        if not authorized(request):
+            return Response(status_code=401)
+        if sid not in SERVICES:
+            return JSONResponse({"error": "no such service"}, status_code=404)
+        body = await body_of(request)
+        if body is None:
+            return JSONResponse({"error": "body too large"}, status_code=413)
+        status, payload = await run(service.feedback, sid, body)
+        return JSONResponse(payload, status_code=status)
+
+    return app
+
+
+def serve(host: str, port: int, rules_dir: str | None, config_path: str | None,
+          insecure_dev: bool) -> None:
+    """Start the service; without a config it refuses, unless --insecure-dev (loopback
+    only, no authentication, said loudly)."""
+    import sys
+
+    import uvicorn
+    if config_path is None:
+        if not insecure_dev:
+            raise CledecideError("no --config: the service needs trusted issuers' keys to "
+                                 "authenticate the EHR (or --insecure-dev, loopback only)")
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise CledecideError("--insecure-dev binds to loopback only (127.0.0.1)")
+        config = Config(service_url=f"http://{host}:{port}/cds-services", issuers={},
+                        audit=Path.cwd() / "cledecide-audit.sqlite", insecure=True)
+        print("WARNING: --insecure-dev: no authentication; loopback only; audit in "
+              f"{config.audit}", file=sys.stderr)
+    else:
+        config = load_config(config_path)
+    service = Service(config, rules_dir)
+    print(f"cledecide CDS Hooks service on http://{host}:{port}/cds-services "
+          "(decision support for a clinician; not an order)", file=sys.stderr)
+    uvicorn.run(create_app(service), host=host, port=port, log_level="warning",
+                access_log=False, timeout_keep_alive=5)
+
+
+# ------------------------------------------------------------------ development keys
+
+def dev_setup(folder: Path | str, port: int = 8080) -> str:
+    """A development issuer: an ES384 key pair, its JWKS and a config for 127.0.0.1."""
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP384R1())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    (folder / "dev-private-key.pem").write_bytes(pem)
+    (folder / "dev-private-key.pem").chmod(0o600)
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+    jwk.update({"kid": "dev-1", "alg": "ES384", "use": "sig"})
+    (folder / "jwks.json").write_text(json.dumps({"keys": [jwk]}, indent=1))
+    url = f"http://127.0.0.1:{port}/cds-services"
+    (folder / "config.yaml").write_text(
+        "# cledecide serve --config: a DEVELOPMENT issuer (its private key is beside it)\n"
+        f"service_url: {url}\nissuers:\n  dev-ehr: {{jwks_file: jwks.json}}\n"
+        "audit: audit.sqlite\nmax_body_bytes: 1000000\nrequest_timeout_seconds: 10\n")
+    return str(folder / "config.yaml")
+
+
+def dev_token(folder: Path | str, audience: str | None = None, lifetime: int = 300) -> str:
+    """A signed token from the development issuer (what an EHR sends)."""
+    import uuid
+
+    import jwt
+    folder = Path(folder)
+    config = load_config(folder / "config.yaml")
+    now = int(time.time())
+    claims = {"iss": "dev-ehr", "aud": audience or config.service_url, "iat": now,
+              "exp": now + lifetime, "jti": str(uuid.uuid4()), "sub": "dev-ehr-client"}
+    return jwt.encode(claims, (folder / "dev-private-key.pem").read_bytes(),
+                      algorithm="ES384", headers={"kid": "dev-1", "typ": "JWT"})
