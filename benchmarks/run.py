@@ -23,6 +23,7 @@ from cledecide.engine.compile import compile_rules
 from cledecide.engine.evaluate import evaluate
 from cledecide.engine.facts import patient_facts
 from cledecide.engine.models import Patient
+from cledecide.reviewer.reference import ClosureRules
 from cledecide.reviewer.space import random_patient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,6 +109,11 @@ def main() -> None:
         evaluate_patient(m, ruleset)
     full_s = time.perf_counter() - t
     plain_s = plain_python(ruleset, facts_list)
+    closures = ClosureRules(ruleset)
+    t = time.perf_counter()
+    for facts in facts_list:
+        closures.run(facts)
+    closure_s = time.perf_counter() - t
 
     print(f"rules: {len(ruleset.rules)} active; {firings / n:.1f} firings per patient")
     print(f"cold start: cledecide evaluate {cli * 1000:.0f} ms; "
@@ -118,6 +124,10 @@ def main() -> None:
     print(f"  full pipeline to Result       {n / full_s:8.0f} patients/s")
     print(f"  plain-Python loop, same rules {n / plain_s:8.0f} patients/s "
           f"(durable run / plain = {plain_s / engine_s:.2f})")
+    print(f"  reference: the same conditions compiled to Python closures, forward-chained "
+          f"{n / closure_s:8.0f} patients/s")
+    print(f"ratios: full pipeline / durable run = {engine_s / full_s:.2f} (goal >= 0.5); "
+          f"durable run / closures = {closure_s / engine_s:.2f} (goal >= 0.15)")
 
     if not args.skip_memory:
         gc.collect()

@@ -58,6 +58,7 @@ async def load(base: str, bodies: list[bytes], tokens: list[str], clients: int) 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -66,7 +67,8 @@ def main() -> None:
     dev_setup(folder, port)
     cli = Path(sys.executable).parent / "cledecide"
     proc = subprocess.Popen([str(cli), "serve", "--config", str(folder / "config.yaml"),
-                             "--port", str(port)], stderr=subprocess.DEVNULL)
+                             "--port", str(port), "--workers", str(args.workers)],
+                            stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}/cds-services"
     try:
         for _ in range(300):
@@ -87,6 +89,7 @@ def main() -> None:
             done = time.perf_counter()
             in_process.append((done - started) * 1000)
             pipeline_only.append((done - mid) * 1000)
+        print(f"service workers: {args.workers}")
         print(f"{'clients':>8} {'requests':>9} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>7}")
         for clients in (1, 10, 50):
             n = args.requests

@@ -24,14 +24,16 @@ def register(app: typer.Typer, guarded, fail, emit) -> None:
               config: Optional[Path] = typer.Option(None, "--config", help="Service config: "
                                                     "service_url, trusted issuers, audit."),
               insecure_dev: bool = typer.Option(False, "--insecure-dev", help="No "
-                                                "authentication; binds to loopback only.")
+                                                "authentication; binds to loopback only."),
+              workers: int = typer.Option(1, "--workers", min=1, max=64, help="Worker "
+                                          "processes (e.g. the number of cores).")
               ) -> None:
         """Serve discovery, patient-view, order-sign and feedback (CDS Hooks 2.0)."""
         if ctx.invoked_subcommand is not None:
             return
         from cledecide.server import serve as run
         guarded(run, host, port, str(rules) if rules else None,
-                str(config) if config else None, insecure_dev)
+                str(config) if config else None, insecure_dev, workers)
 
     @serve_app.command("dev-setup")
     def dev_setup(folder: Path = typer.Argument(..., help="Folder for the development "

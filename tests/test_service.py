@@ -303,3 +303,34 @@ def test_service_refuses_to_start_without_config() -> None:
     proc = subprocess.run([CLI, "serve", "--insecure-dev", "--host", "0.0.0.0", "--port",
                            str(free_port())], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "loopback" in proc.stderr
+
+
+def test_two_workers_share_the_audit_chain_and_the_seen_tokens(tmp_path: Path) -> None:
+    """With --workers 2 the requests land on two processes: every one is audited in one
+    intact chain, and a token used once is refused whichever worker sees it again."""
+    port = free_port()
+    dev_setup(tmp_path, port)
+    proc = subprocess.Popen([CLI, "serve", "--config", str(tmp_path / "config.yaml"),
+                             "--port", str(port), "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    srv = Server(tmp_path, port)
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(srv.base, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        bodies = [request_for(NAMES[i % len(NAMES)]) for i in range(30)]
+        tokens = [srv.token() for _ in bodies]
+        with concurrent.futures.ThreadPoolExecutor(30) as pool:
+            codes = list(pool.map(lambda bt: srv.post(PV, bt[0], bt[1]).status_code,
+                                  zip(bodies, tokens)))
+        assert codes == [200] * 30
+        again = [srv.post(PV, bodies[0], tokens[i]).status_code for i in range(10)]
+        assert again == [401] * 10
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    log = AuditLog(srv.audit)
+    assert sum(1 for _ in log.rows()) == 30 and log.verify() == []

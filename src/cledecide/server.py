@@ -91,8 +91,7 @@ class Auth:
                 self.keys[iss] = jwt.PyJWKClient(spec["jwks_url"], timeout=5)
             else:
                 raise InputError(f"issuer {iss}: give jwks_file or jwks_url")
-        self.seen: dict[str, float] = {}
-        self.lock = threading.Lock()
+        self.replay = ReplayStore(config.audit.with_name(config.audit.name + ".jti"))
 
     def check(self, header: str | None, endpoint: str) -> bool:
         if not header or not header.startswith("Bearer "):
@@ -121,14 +120,34 @@ class Auth:
         now = time.time()
         if claims["iat"] > now + 5 or claims["iat"] < now - MAX_TOKEN_AGE:
             return False
-        with self.lock:
-            for jti, until in list(self.seen.items()):
-                if until < now:
-                    del self.seen[jti]
-            key_ = f"{iss}|{claims['jti']}"
-            if key_ in self.seen:
+        until = max(float(claims["exp"]), now + MAX_TOKEN_AGE) + 10
+        return self.replay.first_use(f"{iss}|{claims['jti']}", until, now)
+
+
+class ReplayStore:
+    """Token ids seen, until they expire, in a small SQLite file beside the audit trail:
+    shared by all worker processes, so a token is good once whichever worker gets it."""
+
+    def __init__(self, path: Path) -> None:
+        import sqlite3
+        self._db = sqlite3.connect(str(path), check_same_thread=False,
+                                   isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS jti (key TEXT PRIMARY KEY, "
+                         "until REAL NOT NULL)")
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def first_use(self, key: str, until: float, now: float) -> bool:
+        import sqlite3
+        with self._lock:
+            try:
+                self._db.execute("INSERT INTO jti VALUES (?, ?)", (key, until))
+            except sqlite3.IntegrityError:
                 return False
-            self.seen[key_] = max(float(claims["exp"]), now + MAX_TOKEN_AGE) + 10
+            self._count += 1
+            if self._count % 500 == 0:
+                self._db.execute("DELETE FROM jti WHERE until < ?", (now,))
         return True
 
 
@@ -359,13 +378,7 @@ def create_app(service: Service) -> Any:
     return app
 
 
-def serve(host: str, port: int, rules_dir: str | None, config_path: str | None,
-          insecure_dev: bool) -> None:
-    """Start the service; without a config it refuses, unless --insecure-dev (loopback
-    only, no authentication, said loudly)."""
-    import sys
-
-    import uvicorn
+def _config(host: str, port: int, config_path: str | None, insecure_dev: bool) -> Config:
     if config_path is None:
         if not insecure_dev:
             raise CledecideError("no --config: the service needs trusted issuers' keys to "
@@ -374,15 +387,44 @@ def serve(host: str, port: int, rules_dir: str | None, config_path: str | None,
             raise CledecideError("--insecure-dev binds to loopback only (127.0.0.1)")
         config = Config(service_url=f"http://{host}:{port}/cds-services", issuers={},
                         audit=Path.cwd() / "cledecide-audit.sqlite", insecure=True)
+        return config
+    return load_config(config_path)
+
+
+def worker_app() -> Any:
+    """The app of one worker process (uvicorn --workers imports it by name)."""
+    import os
+    args = json.loads(os.environ["CLEDECIDE_SERVE"])
+    config = _config(args["host"], args["port"], args["config"], args["insecure"])
+    return create_app(Service(config, args["rules"]))
+
+
+def serve(host: str, port: int, rules_dir: str | None, config_path: str | None,
+          insecure_dev: bool, workers: int = 1) -> None:
+    """Start the service; without a config it refuses, unless --insecure-dev (loopback
+    only, no authentication, said loudly). Several workers (processes) share the audit
+    trail and the seen-token store, both SQLite."""
+    import os
+    import sys
+
+    import uvicorn
+    config = _config(host, port, config_path, insecure_dev)
+    if config.insecure:
         print("WARNING: --insecure-dev: no authentication; loopback only; audit in "
               f"{config.audit}", file=sys.stderr)
-    else:
-        config = load_config(config_path)
-    service = Service(config, rules_dir)
+    service = Service(config, rules_dir)  # checks rules, keys and audit before serving
     print(f"cledecide CDS Hooks service on http://{host}:{port}/cds-services "
-          "(decision support for a clinician; not an order)", file=sys.stderr)
-    uvicorn.run(create_app(service), host=host, port=port, log_level="warning",
-                access_log=False, timeout_keep_alive=5)
+          f"({workers} worker{'s' if workers > 1 else ''}; decision support for a "
+          "clinician, not an order)", file=sys.stderr)
+    options = dict(host=host, port=port, log_level="warning", access_log=False,
+                   timeout_keep_alive=5)
+    if workers <= 1:
+        uvicorn.run(create_app(service), **options)
+        return
+    os.environ["CLEDECIDE_SERVE"] = json.dumps({
+        "host": host, "port": port, "config": config_path, "insecure": insecure_dev,
+        "rules": rules_dir})
+    uvicorn.run("cledecide.server:worker_app", factory=True, workers=workers, **options)
 
 
 # ------------------------------------------------------------------ development keys
