@@ -558,6 +558,11 @@ class _Facts:
             if q is None or value is None:
                 self.report.ignore(e.label, f"{m.display}: no valueQuantity", m.value)
                 return _NOTHING
+            if q.comparator is not None:  # "<0.5": the value is a bound, not a result
+                self.report.ignore(e.label, f"{m.display}: the value is '{q.comparator}"
+                                   f"{_clean(value)}', a bound, not a result; not used",
+                                   m.value)
+                return _NOTHING
             factor = spec.units.get(q.code or "") if q.system == self.map.spec.ucum else None
             if factor is None:
                 self.report.ignore(e.label, f"{m.display}: unit '{q.code or q.unit}' "

@@ -189,6 +189,21 @@ def test_unknown_unit_is_never_taken_as_is(tmp_path: Path) -> None:
     assert not any(t["matched"].get("platelets") == 231 for t in result["trace"])
 
 
+def test_a_bound_is_not_a_result(tmp_path: Path) -> None:
+    """'<0.5 x 10^9/L' says the count is below 0.5, not what it is: not used as 0.5."""
+    bundle = bundle_of()
+    for e in bundle["entry"]:
+        r = e["resource"]
+        if r.get("code", {}).get("coding", [{}])[0].get("code") == "751-8":
+            r["valueQuantity"] = {"value": 0.5, "comparator": "<", "code": "10*9/L",
+                                  "system": "http://unitsofmeasure.org"}
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(bundle))
+    (patient, report), = patients_of(parse(path.read_bytes(), str(path)))
+    assert patient.labs.neutrophils is None
+    assert any(f == "labs.neutrophils" and "'<0.5'" in why for f, why in report.missing)
+
+
 def test_unmapped_medication_and_unconfirmed_condition_are_not_silent(tmp_path: Path) -> None:
     bundle = bundle_of()
     bundle["entry"].append({"fullUrl": "urn:uuid:m", "resource": {
