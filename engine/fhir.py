@@ -89,9 +89,13 @@ def _validate(cls: Any, data: Any, path: Path_) -> Any:
     from pydantic import ValidationError
     try:
         return cls.model_validate(data)
+    except (KeyError, LookupError, TypeError):  # the models meet a resourceType they lack
+        raise _Fail(path, "not valid FHIR R4: an entry names an unknown resourceType") \
+            from None
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = tuple(p for p in err["loc"] if p != "resource_type" or len(err["loc"]) > 1)
+        loc = tuple(p for p in err["loc"] if p != "root"
+                    and (p != "resource_type" or len(err["loc"]) > 1))
         msg = str(err.get("msg", "invalid")).split("\n")[0].strip()
         if err["type"] == "fhir-validation-wrong-resource-type":
             msg = f"wrong resourceType (expected {cls.__name__})"
@@ -110,6 +114,7 @@ def _entries(data: dict[str, Any]) -> tuple[list[_Entry], dt.date | None]:
             if not isinstance(value, dict) or "resourceType" not in value:
                 raise _Fail((key,), "not FHIR: a prefetch value must be a FHIR resource")
             if value["resourceType"] == "Bundle":
+                _known_types(value, (key,), get_fhir_model_class)
                 found, _ = _bundle_entries(_validate(Bundle, value, (key,)), value, (key,))
                 out.extend(found)
             else:
@@ -120,11 +125,31 @@ def _entries(data: dict[str, Any]) -> tuple[list[_Entry], dt.date | None]:
     if kind != "Bundle":
         raise _Fail(("resourceType",), f"wrong resourceType '{kind}': a FHIR Bundle "
                                        "(collection or searchset) is needed")
+    _known_types(data, (), get_fhir_model_class)
     bundle = _validate(Bundle, data, ())
     if bundle.type not in ("collection", "searchset", "transaction", "batch", "document"):
         raise _Fail(("type",), f"a Bundle of type '{bundle.type}' holds no patient record")
     stamp = bundle.timestamp.date() if bundle.timestamp is not None else None
     return _bundle_entries(bundle, data, ())[0], stamp
+
+
+def _known_types(bundle: dict[str, Any], base: Path_, lookup: Any) -> None:
+    """Name the entry whose resourceType the models do not know (before validating)."""
+    entries = bundle.get("entry")
+    for i, e in enumerate(entries if isinstance(entries, list) else []):
+        resource = e.get("resource") if isinstance(e, dict) else None
+        if not isinstance(resource, dict) or "resourceType" not in resource:
+            continue
+        kind = resource["resourceType"]
+        path = base + ("entry", i, "resource", "resourceType")
+        try:
+            lookup(kind) if isinstance(kind, str) else None
+        except (KeyError, LookupError, ValueError):
+            raise _Fail(path, f"unknown resourceType '{kind}'") from None
+        if not isinstance(kind, str):
+            raise _Fail(path, "resourceType must be text")
+        if kind == "Bundle":
+            _known_types(resource, base + ("entry", i, "resource"), lookup)
 
 
 def _resource(value: dict[str, Any], path: Path_, lookup: Any) -> Any:

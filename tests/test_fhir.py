@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -275,6 +276,11 @@ def _malformed() -> list[tuple[str, Any, str, str]]:
          "reference to a missing resource: Patient/nobody"),
         ("stopped without end", stopped, ".status", "has no end date"),
         ("null prefetch", null_prefetch, "medications", "prefetch is null"),
+        ("unknown resourceType", {"resourceType": "Bundle", "type": "collection", "entry": [
+            {"resource": {"resourceType": "Nonsense"}}]}, "entry[0].resource.resourceType",
+            "unknown resourceType 'Nonsense'"),
+        ("entry not an object", {"resourceType": "Bundle", "type": "collection",
+                                 "entry": [5]}, "entry[0]", "not valid FHIR R4"),
         ("invalid FHIR", {"resourceType": "Bundle", "type": "collection",
                           "entry": [{"resource": {"resourceType": "Observation"}}]},
          "entry[0].resource", "not valid FHIR R4"),
@@ -337,3 +343,49 @@ def test_bundle_of_several_patients_is_a_cohort(tmp_path: Path) -> None:
         ("example-refractory-neuropathy", "lenalidomide"),
         ("example-widespread-scle-new", "hydroxychloroquine")]
     assert rows[0]["source"].endswith("input.json#example-refractory-neuropathy")
+
+
+def _paths(node: Any, path: tuple = ()) -> list[tuple]:
+    out = [path]
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _paths(v, path + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _paths(v, path + (i,))
+    return out
+
+
+EHR_BUNDLE = bundle_of(ehr=True)
+EHR_PATHS = [p for p in _paths(EHR_BUNDLE) if p]
+JSONISH = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6)
+                       | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12),
+                       lambda kids: st.lists(kids, max_size=3)
+                       | st.dictionaries(st.text(max_size=8), kids, max_size=3), max_leaves=6)
+
+
+@settings(max_examples=int(os.environ.get("CLEDECIDE_FUZZ_EXAMPLES", "100")), deadline=None)
+@given(st.sampled_from(EHR_PATHS), JSONISH, st.booleans())
+def test_any_damaged_bundle_is_read_or_refused_never_a_crash(path: tuple, value: Any,
+                                                             delete: bool) -> None:
+    """A bundle with any one field replaced or deleted is either read (and evaluated)
+    or refused with a clear error; never an internal error."""
+    from cledecide.engine.errors import CledecideError
+    bundle = copy.deepcopy(EHR_BUNDLE)
+    parent = bundle
+    for part in path[:-1]:
+        parent = parent[part]
+    if delete and isinstance(parent, dict):
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = value
+    raw = json.dumps(bundle).encode()
+    try:
+        found = patients_of(parse(raw, "damaged.json"), default_rules_dir())
+    except CledecideError as exc:
+        assert "damaged.json" in str(exc)
+        return
+    ruleset = load_ruleset(default_rules_dir())
+    from cledecide import evaluate_patient
+    for patient, report in found:
+        evaluate_patient(patient, ruleset, "x", report)
