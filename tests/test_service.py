@@ -334,3 +334,50 @@ def test_two_workers_share_the_audit_chain_and_the_seen_tokens(tmp_path: Path) -
         proc.wait(timeout=15)
     log = AuditLog(srv.audit)
     assert sum(1 for _ in log.rows()) == 30 and log.verify() == []
+
+
+def test_missing_prefetch_is_fetched_from_the_fhir_server(server: Server) -> None:
+    """No prefetch at all: the service fetches every template from fhirServer with the
+    EHR's access token (a real HTTP server on loopback), then answers as usual."""
+    import http.server
+    import threading
+    from urllib.parse import urlsplit
+
+    full = request_for("refractory-neuropathy")
+    by_url = {"/fhir/Patient/example-refractory-neuropathy": full["prefetch"]["patient"]}
+    from cledecide.server import PREFETCH
+    for key, template in PREFETCH.items():
+        if key != "patient":
+            by_url["/fhir/" + template.replace("{{context.patientId}}",
+                                               "example-refractory-neuropathy")] = \
+                full["prefetch"][key]
+    seen: list[str] = []
+
+    class FHIRServer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            seen.append(self.headers.get("Authorization", ""))
+            body = by_url.get(self.path)
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", "application/fhir+json")
+            self.end_headers()
+            self.wfile.write(json.dumps(body or {}).encode())
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    fhir = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FHIRServer)
+    threading.Thread(target=fhir.serve_forever, daemon=True).start()
+    try:
+        body = dict(full)
+        del body["prefetch"]
+        body["fhirServer"] = f"http://127.0.0.1:{fhir.server_address[1]}/fhir"
+        body["fhirAuthorization"] = {"access_token": "secret-token", "token_type": "Bearer",
+                                     "expires_in": 300, "scope": "patient/*.read",
+                                     "subject": "cledecide"}
+        response = server.post(PV, body)
+        assert response.status_code == 200, response.text
+        assert "lenalidomide" in response.json()["cards"][0]["summary"].lower()
+        assert len(seen) == len(PREFETCH) and set(seen) == {"Bearer secret-token"}
+        assert urlsplit(body["fhirServer"]).hostname == "127.0.0.1"
+    finally:
+        fhir.shutdown()
