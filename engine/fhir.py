@@ -103,6 +103,7 @@ def _validate(cls: Any, data: Any, path: Path_) -> Any:
 
 
 def _entries(data: dict[str, Any]) -> tuple[list[_Entry], dt.date | None]:
+    """Every resource of the input (nested Bundles flattened) and the Bundle's date."""
     from fhir.resources.R4B import get_fhir_model_class
     from fhir.resources.R4B.bundle import Bundle
     if "resourceType" not in data:  # a CDS Hooks prefetch object
@@ -115,8 +116,7 @@ def _entries(data: dict[str, Any]) -> tuple[list[_Entry], dt.date | None]:
                 raise _Fail((key,), "not FHIR: a prefetch value must be a FHIR resource")
             if value["resourceType"] == "Bundle":
                 _known_types(value, (key,), get_fhir_model_class)
-                found, _ = _bundle_entries(_validate(Bundle, value, (key,)), value, (key,))
-                out.extend(found)
+                out.extend(_bundle_entries(_validate(Bundle, value, (key,)), (key,)))
             else:
                 out.append(_Entry(_resource(value, (key,), get_fhir_model_class), (key,),
                                   None))
@@ -130,7 +130,7 @@ def _entries(data: dict[str, Any]) -> tuple[list[_Entry], dt.date | None]:
     if bundle.type not in ("collection", "searchset", "transaction", "batch", "document"):
         raise _Fail(("type",), f"a Bundle of type '{bundle.type}' holds no patient record")
     stamp = bundle.timestamp.date() if bundle.timestamp is not None else None
-    return _bundle_entries(bundle, data, ())[0], stamp
+    return _bundle_entries(bundle, ()), stamp
 
 
 def _known_types(bundle: dict[str, Any], base: Path_, lookup: Any) -> None:
@@ -161,8 +161,7 @@ def _resource(value: dict[str, Any], path: Path_, lookup: Any) -> Any:
     return _validate(cls, value, path)
 
 
-def _bundle_entries(bundle: Any, raw: dict[str, Any], base: Path_
-                    ) -> tuple[list[_Entry], None]:
+def _bundle_entries(bundle: Any, base: Path_) -> list[_Entry]:
     out: list[_Entry] = []
     entries = bundle.entry or []
     if len(entries) > MAX_ENTRIES:
@@ -172,11 +171,10 @@ def _bundle_entries(bundle: Any, raw: dict[str, Any], base: Path_
         if e.resource is None:
             raise _Fail(path, "Bundle.entry without resource")
         if e.resource.get_resource_type() == "Bundle":
-            found, _ = _bundle_entries(e.resource, {}, path + ("resource",))
-            out.extend(found)
+            out.extend(_bundle_entries(e.resource, path + ("resource",)))
             continue
         out.append(_Entry(e.resource, path + ("resource",), e.fullUrl))
-    return out, None
+    return out
 
 
 class _Index:
@@ -377,9 +375,6 @@ def _one_patient(p: _Entry, entries: list[_Entry], index: _Index, codemap: CodeM
             facts.procedure(e)
         elif e.kind == "AdverseEvent":
             facts.adverse_event(e, index, courses)
-        elif e.kind not in ("MedicationStatement", "MedicationRequest", "Patient"):
-            if e.kind in READ_TYPES:
-                report.ignore(e.label, f"{e.kind} is not read for this patient")
         elif e.kind == "Patient":
             report.ignore(e.label, "another Patient")
     facts.finish()

@@ -3,14 +3,13 @@ a safety check of each draft order for order-sign. Pure functions; the HTTP serv
 (server.py) calls them. A card is decision support for a clinician, never an order."""
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Any
 
 from . import evaluate_patient
 from .engine.codemap import CodeMap
 from .engine.explain import Explanation
-from .engine.models import Course, Patient
+from .engine.models import Patient
 
 SUMMARY_MAX = 140
 STARTS = ("start", "add", "switch", "reintroduce")
@@ -163,9 +162,3 @@ def _with_course(patient: Patient, drug: str, dose: Any) -> Patient | None:
     except ValueError:
         return None
 
-
-def today() -> dt.date:
-    return dt.date.today()
-
-
-__all__ = ["patient_view_cards", "order_sign_cards", "medication_request", "Course"]

@@ -210,9 +210,9 @@ class Service:
                 explanation = evaluate_patient(patient, self.ruleset, digest, report)
                 cards = patient_view_cards(explanation, self.codemap)
             else:
+                from fhir.resources.R4B.medicationrequest import MedicationRequest
                 orders = []
                 for i, entry in enumerate(_draft_orders(context)):
-                    from fhir.resources.R4B.medicationrequest import MedicationRequest
                     res = MedicationRequest.model_validate(entry)
                     e = _Entry(res, ("context", "draftOrders", i), None)
                     m = _meaning(self.codemap, res.medicationCodeableConcept, ("medication",))
