@@ -508,6 +508,7 @@ class _Facts:
         self.record, self.report, self.map, self.as_of = record, report, codemap, as_of
         self.latest: dict[str, tuple[dt.date, Any, str]] = {}
         self.tests: set[dt.date] = set()
+        self.positive: dt.date | None = None
         self.clasi: dict[dt.date, dict[str, float]] = {}
         self.conditions: set[str] = set()
         self.symptoms: set[str] = set()
@@ -557,10 +558,8 @@ class _Facts:
                 self.tests.add(when)
                 self.report.used.append(f"{e.label}: negative pregnancy test on {when}")
             else:
-                self.report.ignore(e.label, f"pregnancy test result '{value}' is not "
-                                   "negative; only negative tests are recorded",
-                                   warning=f"A pregnancy test on {when} was not negative "
-                                   f"({value}); check pregnancy status.")
+                self.positive = max(self.positive or when, when)
+                self.report.used.append(f"{e.label}: pregnancy test {value} on {when}")
             return
         old = self.latest.get(m.value)
         if old is None or when >= old[0]:
@@ -696,6 +695,24 @@ class _Facts:
             events.append(m.value)
         self.report.used.append(f"{e.label}: {m.display} on {course['drug']}")
 
+    def _positive_test(self) -> None:
+        """A positive pregnancy test on or after the latest recorded status (or with
+        none) leaves pregnancy unknown, never 'not pregnant': the teratogen rules block
+        and ask. Negative tests up to that day no longer count."""
+        if self.positive is None:
+            return
+        status = self.latest.get("reproductive.pregnant")
+        if status is not None and (status[0] > self.positive or status[1] is True):
+            return
+        _set(self.record, "reproductive.pregnant", "unknown")
+        self.tests = {d for d in self.tests if d > self.positive}
+        self.report.missing.append(("reproductive.pregnant", f"a pregnancy test on "
+                                    f"{self.positive} was positive and no later status "
+                                    "says pregnant or not"))
+        self.report.warnings.append(("critical", f"A pregnancy test on {self.positive} was "
+                                     "positive: confirm pregnancy status before any "
+                                     "teratogenic drug; pregnancy is treated as unknown."))
+
     def finish(self) -> None:
         rec = self.record
         if len(self.subtypes) != 1:
@@ -710,12 +727,11 @@ class _Facts:
         rec["diagnosis"] = diagnosis
         for name, (when, value, label) in sorted(self.latest.items()):
             self.report.used.append(f"{label}: {name} = {value} ({when})")
-            if name.startswith("labs.") and name != "labs.g6pd":
-                _set(rec, name, {"value": value, "date": when.isoformat()})
-            elif name == "labs.g6pd":
+            if name.startswith("labs."):
                 _set(rec, name, {"value": value, "date": when.isoformat()})
             else:
                 _set(rec, name, value)
+        self._positive_test()
         if "extent" not in diagnosis:
             diagnosis["extent"] = "unknown"
             self.report.missing.append(("diagnosis.extent", "no Observation records the "

@@ -190,6 +190,33 @@ def test_unknown_unit_is_never_taken_as_is(tmp_path: Path) -> None:
     assert not any(t["matched"].get("platelets") == 231 for t in result["trace"])
 
 
+def test_positive_pregnancy_test_after_not_pregnant_blocks_teratogens(tmp_path: Path) -> None:
+    """'Not pregnant' recorded in the summer, a positive test last week: pregnancy is
+    unknown (never 'not pregnant'), teratogens stay blocked, a critical warning says why."""
+    bundle = bundle_of("refractory-neuropathy")
+    for e in bundle["entry"]:
+        r = e["resource"]
+        text = json.dumps(r.get("code", {}))
+        if "82810-3" in text:
+            r["effectiveDateTime"] = "2026-07-01"
+        if "childbearing" in text:
+            r["valueBoolean"] = True
+    bundle["entry"].append({"fullUrl": "urn:uuid:hcg", "resource": {
+        "resourceType": "Observation", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "2106-3"}]},
+        "subject": {"reference": "Patient/example-refractory-neuropathy"},
+        "effectiveDateTime": "2026-11-13",
+        "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct",
+                                             "code": "10828004"}]}}})
+    proc = run_json(tmp_path, bundle, "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["recommendation"]["drug"] not in ("lenalidomide", "thalidomide")
+    assert any(w["severity"] == "critical" and "positive" in w["message"]
+               and w["rule"] == "import.fhir" for w in result["warnings"])
+    assert "reproductive.pregnant" in {m["field"] for m in result["missing_data"]}
+
+
 def test_a_bound_is_not_a_result(tmp_path: Path) -> None:
     """'<0.5 x 10^9/L' says the count is below 0.5, not what it is: not used as 0.5."""
     bundle = bundle_of()
