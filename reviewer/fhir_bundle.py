@@ -171,10 +171,17 @@ def _course(b: _Builder, c: Any, i: int) -> None:
     period: dict[str, str] = {"start": c.start.isoformat()}
     if c.stop is not None:
         period["end"] = c.stop.isoformat()
+    # EHRs send both: a statement of what is taken, or the order (request) itself.
+    kind = "MedicationRequest" if b.ehr and i % 3 == 2 else "MedicationStatement"
     resource: dict[str, Any] = {
-        "resourceType": "MedicationStatement", "id": rid,
+        "resourceType": kind, "id": rid,
         "status": "stopped" if c.stop is not None else "active",
-        "subject": b.subject(), "effectivePeriod": period}
+        "subject": b.subject()}
+    if kind == "MedicationStatement":
+        resource["effectivePeriod"] = period
+    else:
+        resource.update(intent="order", authoredOn=period["start"],
+                        dispenseRequest={"validityPeriod": period})
     concept = b.concept(spec.medications[c.drug])
     if b.ehr and i % 2:  # some EHRs send a Medication resource by reference
         med_id = b.add({"resourceType": "Medication", "id": f"med{i + 1}", "code": concept})
@@ -184,22 +191,24 @@ def _course(b: _Builder, c: Any, i: int) -> None:
     dose, unit = (c.dose_mg_per_day, "d") if c.dose_mg_per_day is not None else \
         (c.dose_mg_per_week, "wk")
     if dose is not None:
-        resource["dosage"] = [{"timing": {"repeat": {"frequency": 1, "period": 1,
-                                                     "periodUnit": unit}},
-                               "doseAndRate": [{"doseQuantity": _qty(dose, "mg", b.map)}]}]
+        field = "dosage" if kind == "MedicationStatement" else "dosageInstruction"
+        resource[field] = [{
+            "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": unit}},
+            "doseAndRate": [{"doseQuantity": _qty(dose, "mg", b.map)}]}]
     if c.stop_reason is not None:
-        resource["statusReason"] = [b.concept(spec.stop_reasons[c.stop_reason])]
+        reason = b.concept(spec.stop_reasons[c.stop_reason])
+        resource["statusReason"] = [reason] if kind == "MedicationStatement" else reason
     b.add(resource)
     if c.response != "unknown":
         b.add({"resourceType": "Observation", "status": "final",
                "code": b.concept(spec.course_response.codes), "subject": b.subject(),
                "effectiveDateTime": (c.stop or b.p.as_of).isoformat(),
-               "focus": [b.ref("MedicationStatement", rid)],
+               "focus": [b.ref(kind, rid)],
                "valueCodeableConcept": b.answer(spec.course_response.answers, c.response)})
     for word in c.adverse_events:
         b.add({"resourceType": "AdverseEvent", "actuality": "actual",
                "subject": b.subject(), "event": b.concept(spec.symptoms[word]),
-               "suspectEntity": [{"instance": b.ref("MedicationStatement", rid)}]})
+               "suspectEntity": [{"instance": b.ref(kind, rid)}]})
 
 
 def _extras(b: _Builder) -> None:
