@@ -149,12 +149,17 @@ def _course_doses(patient: Patient, drug: str) -> list[tuple[Any, float | None, 
 
 
 def _dose_rules(ev: Evaluation) -> dict[str, tuple[str, str]]:
-    """Drug -> (dose, rule id) from fired rules that set this patient's dose."""
+    """Drug -> (dose, rule id) from fired rules that set this patient's dose (computed
+    once per evaluation: every candidate asks)."""
+    cached = ev.__dict__.get("_dose_rules")
+    if cached is not None:
+        return cached
     out: dict[str, tuple[str, str]] = {}
     for fired in sorted(ev.fired, key=lambda f: (-f.rule.spec.priority, f.rule.id)):
         spec = fired.rule.spec.then.dose
         if spec is not None:
             out.setdefault(spec.drug, (spec.dose.strip(), fired.rule.id))
+    ev.__dict__["_dose_rules"] = out
     return out
 
 

@@ -6,6 +6,7 @@ rule did not: the unmet parts of its condition, so later stages never re-derive 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from . import conditions as C
@@ -34,7 +35,11 @@ class Evaluation:
     courses: dict[str, CourseView] = field(default_factory=dict)
 
     def fired_ids(self) -> set[str]:
-        return {f.rule.id for f in self.fired}
+        return set(self._fired_ids)
+
+    @cached_property
+    def _fired_ids(self) -> frozenset[str]:
+        return frozenset(f.rule.id for f in self.fired)
 
     def unmet(self, rule_id: str) -> list[str]:
         """Why a rule stayed silent: the parts of its condition that are false or
@@ -42,14 +47,10 @@ class Evaluation:
         return C.unmet(self.rules[rule_id].condition, self.facts, self.derived)
 
 
-def _matched(branch: C.Branch, facts: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for node in branch.patient:
-        for name in node.facts():
-            out[name] = facts.get(name, "not recorded")
-    for name in branch.derived:
-        out[name] = True
-    return dict(sorted(out.items()))
+def _matched(names: tuple[tuple[str, bool], ...], facts: dict[str, Any]) -> dict[str, Any]:
+    """The facts one branch looked at, in name order (derived ones are true)."""
+    return {name: True if derived else facts.get(name, "not recorded")
+            for name, derived in names}
 
 
 def evaluate(patient: Patient, compiled: CompiledRules) -> Evaluation:
@@ -59,6 +60,7 @@ def evaluate(patient: Patient, compiled: CompiledRules) -> Evaluation:
     facts = patient_facts(patient, ruleset, views)
     firings, derived = compiled.run(facts)
     by_id = ruleset.by_id
-    fired = tuple(Fired(by_id[f.rule], _matched(compiled.branches[f.rule][f.branch], facts))
+    names = compiled.matched_names
+    fired = tuple(Fired(by_id[f.rule], _matched(names[f.rule][f.branch], facts))
                   for f in firings)
     return Evaluation(patient, facts, fired, frozenset(derived), by_id, views)

@@ -69,7 +69,7 @@ def _chain(ev: Evaluation, decision: Decision) -> list[Fired]:
 
 
 def _course(v: Any) -> CourseSummary:
-    return CourseSummary.model_construct(
+    return CourseSummary.build(
         drug=v.drug, start=str(v.start), stop=str(v.stop) if v.stop else None,
         phase=v.phase or "unjudged",
         months=v.months, dose=v.dose_text if v.dose is not None else None,
@@ -91,26 +91,26 @@ def explain(ruleset: RuleSet, ev: Evaluation, decision: Decision,
     """Assemble the Result (contract section 2) and the explanation around it."""
     rec = decision.recommendation
     prov = ruleset.provenance
-    result = Result.model_construct(
+    result = Result.build(
         patient_id=ev.patient.id,
         as_of=ev.patient.as_of.isoformat(),
-        ruleset=RulesetInfo.model_construct(name=prov.name, version=prov.version, sha256=ruleset.sha256),
+        ruleset=RulesetInfo.build(name=prov.name, version=prov.version, sha256=ruleset.sha256),
         input_sha256=input_sha256,
-        recommendation=Recommendation.model_construct(
+        recommendation=Recommendation.build(
             action=rec.action, drug=rec.drug, dose=rec.dose, stage=rec.stage,
             summary=rec.summary, rule=rec.rule_id, rationale=decision.rationale,
             evidence=decision.evidence, stops=list(rec.stops)),
-        alternatives=[Alternative.model_construct(
+        alternatives=[Alternative.build(
             action=a.action, drug=a.drug, rule=a.rule_id,
             rationale=a.summary + ". " + (a.rule.spec.because.strip() if a.rule else a.note))
             for a in decision.alternatives],
-        excluded=[Exclusion.model_construct(drug=e.drug, rule=e.rule, reason=e.reason)
+        excluded=[Exclusion.build(drug=e.drug, rule=e.rule, reason=e.reason)
                   for e in decision.excluded],
-        monitoring=[MonitoringItem.model_construct(what=m.what, when=m.when, rule=m.rule, reason=m.reason)
+        monitoring=[MonitoringItem.build(what=m.what, when=m.when, rule=m.rule, reason=m.reason)
                     for m in decision.monitoring],
-        warnings=[Warning.model_construct(severity=s, message=m, rule=r) for s, m, r in decision.warnings],
-        missing_data=[MissingData.model_construct(field=f, why=w) for f, w in decision.missing_data],
-        trace=[TraceEntry.model_construct(rule=f.rule.id, kind=f.rule.spec.then.kind,
+        warnings=[Warning.build(severity=s, message=m, rule=r) for s, m, r in decision.warnings],
+        missing_data=[MissingData.build(field=f, why=w) for f, w in decision.missing_data],
+        trace=[TraceEntry.build(rule=f.rule.id, kind=f.rule.spec.then.kind,
                           matched={k: _trace_value(v) for k, v in f.matched.items()},
                           asserted=_asserted(f)) for f in ev.fired],
         disclaimer=DISCLAIMER,
@@ -141,7 +141,7 @@ def add_import_notes(explanation: Explanation, report: Any) -> None:
     for name, why in report.missing:
         if (name, why) not in seen:
             seen.add((name, why))
-            result.missing_data.append(MissingData.model_construct(field=name, why=why))
+            result.missing_data.append(MissingData.build(field=name, why=why))
     for severity, message in dict.fromkeys(report.warnings):
-        result.warnings.append(Warning.model_construct(severity=severity, message=message,
+        result.warnings.append(Warning.build(severity=severity, message=message,
                                                        rule=IMPORT_RULE))

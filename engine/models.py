@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
+
+from typing_extensions import Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -58,6 +60,26 @@ class _Strict(BaseModel):
 
 class _Out(BaseModel):
     model_config = ConfigDict(defer_build=True)
+
+    @classmethod
+    def build(cls, **values: Any) -> "Self":
+        """An output model from values the pipeline made itself, unvalidated like
+        model_construct but about 3x cheaper: explain builds dozens per patient. Missing
+        fields take their defaults; model_dump and JSON Schema are unchanged."""
+        fields = cls.__dict__.get("_build_fields")
+        if fields is None:
+            fields = tuple(cls.model_fields.items())
+            setattr(cls, "_build_fields", fields)
+        given = set(values)
+        data = {name: values[name] if name in values
+                else info.get_default(call_default_factory=True)
+                for name, info in fields}  # in field order: the JSON's order
+        obj = cls.__new__(cls)
+        object.__setattr__(obj, "__dict__", data)
+        object.__setattr__(obj, "__pydantic_fields_set__", given)
+        object.__setattr__(obj, "__pydantic_extra__", None)
+        object.__setattr__(obj, "__pydantic_private__", None)
+        return obj
 
 
 class Demographics(_Strict):

@@ -288,8 +288,8 @@ class Rule:
     file: str
     line: int | None
 
-    @property
-    def id(self) -> str:
+    @cached_property
+    def id(self) -> str:  # read hundreds of times per patient: computed once
         return self.spec.id
 
 
