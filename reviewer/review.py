@@ -167,19 +167,21 @@ def _cohort_changes(d: "RuleDiff", a: RuleSet, b: RuleSet,
                     patients: list[str]) -> None:
     """Every patient of a cohort through both rule sets: old step -> new step counts,
     with up to three example patients (their sources) per cell."""
-    from cledecide.cohort import Outcome, evaluate_one, records
+    from cledecide.cohort import Outcome, evaluate_all, records
     for item in records(patients):
-        d.cohort_total += 1
         if isinstance(item, Outcome):
+            d.cohort_total += 1
             d.cohort_failed += 1
             continue
-        old, new = evaluate_one(item, a), evaluate_one(item, b)
-        if old.result is None or new.result is None:
-            d.cohort_failed += 1
-            continue
-        so, sn = _step(old.result), _step(new.result)
-        if so != sn:
-            d.cohort_changes.setdefault((so, sn), []).append(item.source)
+        # a FHIR Bundle may hold several patients: each is one row of the table
+        for old, new in zip(evaluate_all(item, a), evaluate_all(item, b)):
+            d.cohort_total += 1
+            if old.result is None or new.result is None:
+                d.cohort_failed += 1
+                continue
+            so, sn = _step(old.result), _step(new.result)
+            if so != sn:
+                d.cohort_changes.setdefault((so, sn), []).append(old.source)
 
 
 def diff(old: Path | str, new: Path | str, scenarios: Path | str | None = None,

@@ -129,12 +129,6 @@ def _load(rules_dir: str | None) -> Any:
     return _worker["ruleset"]
 
 
-def evaluate_one(record: Record, ruleset: Any) -> Outcome:
-    """One record through the whole pipeline; its own errors become an outcome. (A FHIR
-    Bundle with several patients gives its first here; evaluate_all gives them all.)"""
-    return evaluate_all(record, ruleset)[0]
-
-
 def evaluate_all(record: Record, ruleset: Any) -> list[Outcome]:
     """Every patient of one record (a FHIR Bundle may hold several), in order."""
     from . import evaluate_patient, patients_of
