@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import typer
 
@@ -14,9 +14,14 @@ from cledecide.engine.safetext import visible
 
 
 def run_cohort(paths: list[str], fmt: str, rules_dir: str | None, jobs: int | None,
-               emit: Callable[[str], None]) -> int:
-    """Evaluate every record; 0 when all were evaluated, 2 when any failed."""
+               emit: Callable[[str], None], audit: Any = None) -> int:
+    """Evaluate every record; 0 when all were evaluated, 2 when any failed. With an
+    audit database, each evaluated patient is one row of its chain."""
     cohort.load_rules(rules_dir)  # a broken rule set: one error, nothing run
+    log = None
+    if audit is not None:
+        from cledecide.audit import AuditLog, record_result
+        log = AuditLog(audit)
     summary = cohort.Summary()
     outcomes = cohort.evaluate_stream(cohort.records(paths), rules_dir,
                                       jobs or cohort.default_jobs())
@@ -28,6 +33,8 @@ def run_cohort(paths: list[str], fmt: str, rules_dir: str | None, jobs: int | No
     try:
         for outcome in outcomes:
             summary.add(outcome)
+            if log is not None and outcome.result is not None:
+                record_result(log, outcome.result, "cli-cohort", outcome.source)
             if outcome.error:
                 typer.echo(f"error: {outcome.error}", err=True)
             if fmt == "csv":
@@ -42,6 +49,8 @@ def run_cohort(paths: list[str], fmt: str, rules_dir: str | None, jobs: int | No
     finally:
         if progress is not None:
             progress.stop()
+        if log is not None:
+            log.close()
     if summary.total == 0:
         raise CledecideError(f"no patient records in {', '.join(paths)} (*.yaml, *.yml, "
                              "*.json, or lines of *.jsonl)")

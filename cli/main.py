@@ -117,21 +117,15 @@ def evaluate(patients: list[str] = typer.Argument(
                 return
     from cledecide.cli.cohort import run_cohort
     raise typer.Exit(guarded(run_cohort, patients, (fmt or Format.jsonl).value,
-                             str(rules) if rules else None, jobs, emit))
+                             str(rules) if rules else None, jobs, emit, audit))
 
 
 def _audit(path: Path, explanation, source: str) -> None:
-    from cledecide.audit import AuditLog
-    r = explanation.result
+    from cledecide.audit import AuditLog, record_result
+    from cledecide.engine.render import result_dict
     log = AuditLog(path)
     try:
-        log.append(kind="evaluate", service="cli", request_id=Path(source).name,
-                   ruleset_name=r.ruleset.name, ruleset_version=r.ruleset.version,
-                   ruleset_sha256=r.ruleset.sha256, input_sha256=r.input_sha256,
-                   patient_hash=log.patient_hash(r.patient_id),
-                   recommendation={"action": r.recommendation.action,
-                                   "drug": r.recommendation.drug,
-                                   "rule": r.recommendation.rule}, card_ids=[])
+        record_result(log, result_dict(explanation), "cli", Path(source).name)
     finally:
         log.close()
 

@@ -381,3 +381,15 @@ def test_missing_prefetch_is_fetched_from_the_fhir_server(server: Server) -> Non
         assert urlsplit(body["fhirServer"]).hostname == "127.0.0.1"
     finally:
         fhir.shutdown()
+
+
+def test_cli_cohort_audit_appends_a_row_per_patient(tmp_path: Path) -> None:
+    path = tmp_path / "cohort.sqlite"
+    files = [str(EXAMPLES / f"{n}.yaml") for n in NAMES]
+    proc = subprocess.run([CLI, "evaluate", *files, "--format", "csv", "--jobs", "1",
+                           "--audit", str(path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    log = AuditLog(path)
+    rows = list(log.rows())
+    assert len(rows) == len(NAMES) and {r["service"] for r in rows} == {"cli-cohort"}
+    assert log.verify() == []

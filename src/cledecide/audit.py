@@ -143,6 +143,20 @@ class AuditLog:
         self._db.close()
 
 
+def record_result(log: AuditLog, result: dict[str, Any], service: str,
+                  request_id: str) -> int:
+    """One evaluation's row from its contract result (what `evaluate --audit` writes)."""
+    rec = result["recommendation"]
+    return log.append(kind="evaluate", service=service, request_id=request_id,
+                      ruleset_name=result["ruleset"]["name"],
+                      ruleset_version=result["ruleset"]["version"],
+                      ruleset_sha256=result["ruleset"]["sha256"],
+                      input_sha256=result["input_sha256"],
+                      patient_hash=log.patient_hash(result["patient_id"]),
+                      recommendation={"action": rec["action"], "drug": rec["drug"],
+                                      "rule": rec["rule"]}, card_ids=[])
+
+
 def show(path: Path | str, limit: int = 50) -> str:
     log = AuditLog(path)
     try:
