@@ -202,6 +202,14 @@ review.register_more(rules_app, guarded, fail, emit)
 def run() -> None:
     """The console entry point: usage errors (an unknown option, a number out of range)
     are one line and exit 2, like every other input error; no boxes, no tracebacks."""
+    try:
+        code = _main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    _exit(code)
+
+
+def _main() -> int:
     try:  # typer >= 0.22 vendors click; older versions depend on it
         from typer._click import exceptions as click  # type: ignore[import-not-found]
     except ImportError:  # pragma: no cover
@@ -212,10 +220,24 @@ def run() -> None:
         where = f" ({exc.ctx.command_path})" if exc.ctx is not None else ""
         typer.echo(f"error: {visible(exc.format_message(), one_line=True)}{where}; "
                    "see --help", err=True)
-        sys.exit(2)
+        return 2
     except click.ClickException as exc:
         typer.echo(f"error: {visible(exc.format_message(), one_line=True)}", err=True)
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except (KeyboardInterrupt, getattr(click, "Abort", KeyboardInterrupt)):
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+        return 130
+    return code if isinstance(code, int) else 0
+
+
+def _exit(code: int) -> NoReturn:
+    """Flush what we wrote, then leave without the interpreter's teardown: freeing the
+    compiled rules and every module object costs about 60 ms, a fifth of a cold
+    `cledecide evaluate`, and does nothing a command needs (files and audit databases
+    are closed by the commands themselves)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            if stream is sys.stdout and code == 0:
+                code = 1  # the output did not all arrive
+    os._exit(code)

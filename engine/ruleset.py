@@ -20,7 +20,7 @@ from . import conditions as C
 from . import vocabulary as V
 from .errors import RuleError
 from .facts import FactSpec, fact_specs
-from .load import Document, format_path, load_file, read_bytes
+from .load import Document, format_path, load_file, parse, read_bytes
 from .models import Action, Drug, MonitoringWord, Severity, Stage
 from .validate import model_from_document
 
@@ -380,7 +380,19 @@ def _doc(folder: Path, name: str) -> Document:
     path = folder / name
     if not path.exists():
         raise RuleError(f"missing {name} in the rules folder", str(path))
-    return load_file(path, RuleError, RULE_FILE_LIMIT)
+    return _rule_doc(path)
+
+
+def _rule_doc(path: Path) -> Document:
+    """A rule file parsed, or its parse from the cache (engine/parsecache.py): the same
+    data and lines either way, checked the same way afterwards."""
+    from . import parsecache
+    raw = read_bytes(path, RuleError, RULE_FILE_LIMIT)
+    doc = parsecache.get(raw, str(path))
+    if doc is None:
+        doc = parse(raw, str(path), RuleError)
+        parsecache.put(raw, doc)
+    return doc
 
 
 def _check_evidence(keys: list[str], known: dict[str, Any], doc: Document,
@@ -588,7 +600,7 @@ def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
         if path.name in SPECIAL_FILES:
             continue
         try:
-            doc = load_file(path, RuleError, RULE_FILE_LIMIT)
+            doc = _rule_doc(path)
             hashed.append((path.name, doc.sha256))
             rule_docs.append((doc, model_from_document(RuleFile, doc, RuleError)))
         except RuleError as exc:
