@@ -23,6 +23,7 @@ from cledecide.engine.compile import compile_rules
 from cledecide.engine.evaluate import evaluate
 from cledecide.engine.facts import patient_facts
 from cledecide.engine.models import Patient
+from cledecide.cohort import settle
 from cledecide.reviewer.reference import ClosureRules
 from cledecide.reviewer.space import random_patient
 
@@ -91,6 +92,7 @@ def main() -> None:
     compiled = compile_rules(ruleset)
     models = [Patient.model_validate(p) for p in patients(n, ruleset.thresholds)]
     facts_list = [patient_facts(m, ruleset) for m in models]
+    settle()  # as the cohort runner and the service do once the rules are loaded
 
     for m in models[:50]:  # warm up
         evaluate_patient(m, ruleset)

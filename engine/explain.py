@@ -28,22 +28,6 @@ class Explanation:
     alternatives: tuple[str, ...] = ()  # each alternative's one-line summary
 
 
-def _asserted(fired: Fired) -> str:
-    then = fired.rule.spec.then
-    kind = then.kind
-    if kind == "derive":
-        return then.derive or ""
-    if kind == "recommend" and then.recommend:
-        return " ".join(x for x in (then.recommend.action, then.recommend.drug) if x)
-    if kind == "exclude":
-        return ", ".join(then.exclude or [])
-    if kind == "monitor":
-        return ", ".join(m.what for m in then.monitor or [])
-    if kind == "warn" and then.warn:
-        return then.warn.severity
-    return ", ".join(r.field for r in then.request or [])
-
-
 def _chain(ev: Evaluation, decision: Decision) -> list[Fired]:
     """The rules behind the chosen step: its rule, the rules that derived the facts it
     used (recursively), and for gather_data the step on hold and what holds it."""
@@ -110,9 +94,9 @@ def explain(ruleset: RuleSet, ev: Evaluation, decision: Decision,
                     for m in decision.monitoring],
         warnings=[Warning.build(severity=s, message=m, rule=r) for s, m, r in decision.warnings],
         missing_data=[MissingData.build(field=f, why=w) for f, w in decision.missing_data],
-        trace=[TraceEntry.build(rule=f.rule.id, kind=f.rule.spec.then.kind,
-                          matched={k: _trace_value(v) for k, v in f.matched.items()},
-                          asserted=_asserted(f)) for f in ev.fired],
+        trace=[TraceEntry.build(rule=f.rule.id, kind=f.rule.kind,
+                                matched={k: _trace_value(v) for k, v in f.matched.items()},
+                                asserted=f.rule.asserted) for f in ev.fired],
         disclaimer=DISCLAIMER,
         courses=[_course(v) for _, v in sorted(ev.courses.items())],
     )

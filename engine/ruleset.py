@@ -292,6 +292,26 @@ class Rule:
     def id(self) -> str:  # read hundreds of times per patient: computed once
         return self.spec.id
 
+    @cached_property
+    def kind(self) -> str:
+        return self.spec.then.kind
+
+    @cached_property
+    def asserted(self) -> str:
+        """What the rule asserts, in the trace's words."""
+        then = self.spec.then
+        if self.kind == "derive":
+            return then.derive or ""
+        if self.kind == "recommend" and then.recommend:
+            return " ".join(x for x in (then.recommend.action, then.recommend.drug) if x)
+        if self.kind == "exclude":
+            return ", ".join(then.exclude or [])
+        if self.kind == "monitor":
+            return ", ".join(m.what for m in then.monitor or [])
+        if self.kind == "warn" and then.warn:
+            return then.warn.severity
+        return ", ".join(r.field for r in then.request or [])
+
 
 @dataclass(frozen=True)
 class RuleSet:

@@ -167,6 +167,8 @@ class Service:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluate")
         from .engine.compile import compile_rules
         compile_rules(self.ruleset)  # warm: the first request costs only its evaluation
+        from .cohort import settle
+        settle()
 
     def discovery(self) -> dict[str, Any]:
         return {"services": [{"hook": hook, "id": sid, "title": title,
