@@ -167,6 +167,7 @@ class Service:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluate")
         from .engine.compile import compile_rules
         compile_rules(self.ruleset)  # warm: the first request costs only its evaluation
+        _warm_fhir_models()
         from .cohort import settle
         settle()
 
@@ -304,6 +305,29 @@ class Service:
 
 class _Precondition(Exception):
     pass
+
+
+def _warm_fhir_models() -> None:
+    """Build the FHIR models' validators now, not on the first EHR request (~100 ms)."""
+    from fhir.resources.R4B import get_fhir_model_class
+    ref = {"reference": "Patient/x"}
+    concept = {"text": "x"}
+    minimal = {
+        "Bundle": {"type": "searchset"}, "Patient": {},
+        "Observation": {"status": "final", "code": concept},
+        "Condition": {"subject": ref}, "Medication": {},
+        "MedicationStatement": {"status": "active", "subject": ref,
+                                "medicationCodeableConcept": concept},
+        "MedicationRequest": {"status": "active", "intent": "order", "subject": ref,
+                              "medicationCodeableConcept": concept},
+        "Procedure": {"status": "completed", "subject": ref},
+        "AdverseEvent": {"actuality": "actual", "subject": ref},
+    }
+    for kind, data in minimal.items():
+        try:
+            get_fhir_model_class(kind).model_validate({"resourceType": kind, **data})
+        except Exception:  # noqa: BLE001 - warming only; a real request reports its own
+            pass
 
 
 def _draft_orders(context: dict[str, Any]) -> list[dict[str, Any]]:
