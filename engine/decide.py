@@ -210,7 +210,7 @@ def _summary(ruleset: RuleSet, ev: Evaluation, rule: Rule, action: str, drug: st
              dose: str | None, ctx: dict[str, Any]) -> str:
     spec = rule.spec.then.recommend
     trigger = ev.patient.diagnosis.suspected_drug_trigger or "the suspected drug"
-    current = [d for d in ruleset.drugs if ev.facts.get(f"{d}_status") == "current"]
+    current = _current(ruleset, ev)
     if spec and spec.summary:
         values = Lookup(ctx)
         values.update(
@@ -234,7 +234,7 @@ def _is_systemic(ruleset: RuleSet, drug: str | None) -> bool:
 
 def _main_current_drug(ruleset: RuleSet, ev: Evaluation) -> str | None:
     """The current drug highest on the ladder (drugs.yaml order breaks ties), or None."""
-    current = [d for d in ruleset.drugs if ev.facts.get(f"{d}_status") == "current"]
+    current = _current(ruleset, ev)
     if not current:
         return None
     rank = {stage: i for i, stage in enumerate(LADDER)}
@@ -243,7 +243,12 @@ def _main_current_drug(ruleset: RuleSet, ev: Evaluation) -> str | None:
 
 
 def _current(ruleset: RuleSet, ev: Evaluation) -> list[str]:
-    return [d for d in ruleset.drugs if ev.facts.get(f"{d}_status") == "current"]
+    """The drugs taken now, in drugs.yaml order (asked by every candidate: kept)."""
+    found = ev.__dict__.get("_current_drugs")
+    if found is None:
+        found = [d for d in ruleset.drugs if ev.facts.get(f"{d}_status") == "current"]
+        ev.__dict__["_current_drugs"] = found
+    return list(found)
 
 
 def _adjunct(ruleset: RuleSet, drug: str) -> bool:
