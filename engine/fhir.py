@@ -163,6 +163,10 @@ def _resource(value: dict[str, Any], path: Path_, lookup: Any) -> Any:
 
 def _bundle_entries(bundle: Any, base: Path_) -> list[_Entry]:
     out: list[_Entry] = []
+    for i, link in enumerate(bundle.link or []):
+        if link.relation == "next":  # a search result of several pages: not all here
+            raise _Fail(base + ("link", i), "the Bundle is one page of a search (it has a "
+                        "'next' link): the rest of the record is missing")
     entries = bundle.entry or []
     if len(entries) > MAX_ENTRIES:
         raise _Fail(base + ("entry",), f"more than {MAX_ENTRIES} entries")

@@ -336,51 +336,96 @@ def test_two_workers_share_the_audit_chain_and_the_seen_tokens(tmp_path: Path) -
     assert sum(1 for _ in log.rows()) == 30 and log.verify() == []
 
 
+class FakeFHIR:
+    """A FHIR server on loopback answering our prefetch searches from one record."""
+
+    def __init__(self, prefetch: dict[str, Any], pages: dict[str, list[dict]] | None = None):
+        import http.server
+        import threading
+        from urllib.parse import urlsplit
+        self.seen: list[tuple[str, str]] = []
+        by_type = {"Patient": prefetch["patient"]}
+        for key, kind in (("conditions", "Condition"), ("observations", "Observation"),
+                          ("medicationStatements", "MedicationStatement"),
+                          ("medicationRequests", "MedicationRequest"),
+                          ("procedures", "Procedure"), ("adverseEvents", "AdverseEvent")):
+            by_type[kind] = prefetch[key]
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                parts = urlsplit(self.path)
+                outer.seen.append((parts.path, self.headers.get("Authorization", "")))
+                if parts.path.startswith("/fhir/page/"):
+                    body = (pages or {}).get(parts.path.rsplit("/", 1)[1])
+                else:
+                    body = by_type.get(parts.path.split("/")[2])
+                self.send_response(200 if body else 404)
+                self.send_header("Content-Type", "application/fhir+json")
+                self.end_headers()
+                self.wfile.write(json.dumps(body or {}).encode())
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}/fhir"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+
+
+AUTH = {"access_token": "secret-token", "token_type": "Bearer", "expires_in": 300,
+        "scope": "patient/*.read", "subject": "cledecide"}
+
+
 def test_missing_prefetch_is_fetched_from_the_fhir_server(server: Server) -> None:
     """No prefetch at all: the service fetches every template from fhirServer with the
     EHR's access token (a real HTTP server on loopback), then answers as usual."""
-    import http.server
-    import threading
-    from urllib.parse import urlsplit
-
     full = request_for("refractory-neuropathy")
-    by_url = {"/fhir/Patient/example-refractory-neuropathy": full["prefetch"]["patient"]}
-    from cledecide.server import PREFETCH
-    for key, template in PREFETCH.items():
-        if key != "patient":
-            by_url["/fhir/" + template.replace("{{context.patientId}}",
-                                               "example-refractory-neuropathy")] = \
-                full["prefetch"][key]
-    seen: list[str] = []
-
-    class FHIRServer(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            seen.append(self.headers.get("Authorization", ""))
-            body = by_url.get(self.path)
-            self.send_response(200 if body else 404)
-            self.send_header("Content-Type", "application/fhir+json")
-            self.end_headers()
-            self.wfile.write(json.dumps(body or {}).encode())
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    fhir = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FHIRServer)
-    threading.Thread(target=fhir.serve_forever, daemon=True).start()
+    fhir = FakeFHIR(full["prefetch"])
     try:
         body = dict(full)
         del body["prefetch"]
-        body["fhirServer"] = f"http://127.0.0.1:{fhir.server_address[1]}/fhir"
-        body["fhirAuthorization"] = {"access_token": "secret-token", "token_type": "Bearer",
-                                     "expires_in": 300, "scope": "patient/*.read",
-                                     "subject": "cledecide"}
+        body["fhirServer"], body["fhirAuthorization"] = fhir.base, AUTH
         response = server.post(PV, body)
         assert response.status_code == 200, response.text
         assert "lenalidomide" in response.json()["cards"][0]["summary"].lower()
-        assert len(seen) == len(PREFETCH) and set(seen) == {"Bearer secret-token"}
-        assert urlsplit(body["fhirServer"]).hostname == "127.0.0.1"
+        assert len(fhir.seen) == 7 and {a for _, a in fhir.seen} == {"Bearer secret-token"}
     finally:
-        fhir.shutdown()
+        fhir.close()
+
+
+def test_paged_prefetch_is_completed_or_refused(server: Server) -> None:
+    """A searchset with a 'next' link is one page: the rest is fetched from the EHR's
+    FHIR server, or the request is refused (412); never evaluated on half a list."""
+    full = request_for("refractory-neuropathy")
+    meds = full["prefetch"]["medicationStatements"]
+    first, rest = meds["entry"][:1], meds["entry"][1:]
+    fhir = FakeFHIR(full["prefetch"], pages={"2": {"resourceType": "Bundle",
+                                                   "type": "searchset", "entry": rest}})
+    try:
+        paged = copy.deepcopy(full)
+        paged["prefetch"]["medicationStatements"] = {
+            "resourceType": "Bundle", "type": "searchset", "entry": first,
+            "link": [{"relation": "next", "url": fhir.base + "/page/2"}]}
+        response = server.post(PV, paged)
+        assert response.status_code == 412 and "paged" in response.json()["error"]
+        paged["fhirServer"], paged["fhirAuthorization"] = fhir.base, AUTH
+        response = server.post(PV, paged)
+        assert response.status_code == 200, response.text
+        assert "lenalidomide" in response.json()["cards"][0]["summary"].lower()
+        assert [p for p, _ in fhir.seen] == ["/fhir/page/2"]
+    finally:
+        fhir.close()
+
+
+def test_discovery_asks_only_for_the_observations_the_code_map_reads(server: Server) -> None:
+    services = httpx.get(server.base, timeout=10).json()["services"]
+    template = services[0]["prefetch"]["observations"]
+    assert template.startswith("Observation?patient={{context.patientId}}&code=")
+    assert "http://loinc.org|29463-7" in template and "urn:cledecide:clasi|activity" in template
 
 
 def test_cli_cohort_audit_appends_a_row_per_patient(tmp_path: Path) -> None:

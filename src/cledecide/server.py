@@ -171,13 +171,28 @@ class Service:
         from .cohort import settle
         settle()
 
+    @property
+    def templates(self) -> dict[str, str]:
+        """Prefetch templates; Observations only for the codes the code map reads, so a
+        prefetch stays small (a patient's whole Observation list can be thousands)."""
+        found = self.__dict__.get("_templates")
+        if found is None:
+            codes = sorted({f"{self.codemap.uri(c.code.split('#')[0])}|{c.code.split('#')[1]}"
+                            for c in _observation_codes(self.codemap)})
+            found = dict(PREFETCH)
+            found["observations"] = ("Observation?patient={{context.patientId}}&code="
+                                     + ",".join(codes))
+            self.__dict__["_templates"] = found
+        return found
+
     def discovery(self) -> dict[str, Any]:
         return {"services": [{"hook": hook, "id": sid, "title": title,
                               "description": title + " (decision support for a "
                               "clinician; not an order). Rule set "
                               f"{self.ruleset.provenance.name} "
                               f"{self.ruleset.provenance.version}.",
-                              "prefetch": PREFETCH} for sid, (hook, title) in SERVICES.items()]}
+                              "prefetch": self.templates}
+                             for sid, (hook, title) in SERVICES.items()]}
 
     # -------------------------------------------------------------- requests
 
@@ -274,33 +289,73 @@ class Service:
         return 200, {}
 
     def _prefetch(self, request: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+        """The whole record: the EHR's prefetch, with what is missing (null or absent)
+        or paged (a searchset with a 'next' link) fetched from its FHIR server."""
         given = request.get("prefetch") or {}
         if not isinstance(given, dict):
             raise _Precondition("prefetch must be an object")
-        missing = [k for k in PREFETCH if given.get(k) is None]
-        if not missing:
-            return {k: given[k] for k in PREFETCH}
+        templates = self.templates
+        todo = [k for k in templates if given.get(k) is None or _next_link(given[k])]
+        if not todo:
+            return {k: given[k] for k in templates}
         server, token = request.get("fhirServer"), request.get("fhirAuthorization")
         patient_id = context.get("patientId")
         if not server or not isinstance(token, dict) or not patient_id:
-            raise _Precondition("prefetch incomplete (" + ", ".join(missing) + ") and no "
-                                "fhirServer with fhirAuthorization to fetch it")
+            raise _Precondition("prefetch incomplete or paged (" + ", ".join(todo) + ") and "
+                                "no fhirServer with fhirAuthorization to fetch it")
         import httpx
+        base = str(server).rstrip("/")
         out = dict(given)
         headers = {"Authorization": f"Bearer {token.get('access_token', '')}",
                    "Accept": "application/fhir+json"}
         try:
             with httpx.Client(timeout=self.config.fhir_timeout, headers=headers) as client:
-                for key in missing:
-                    url = server.rstrip("/") + "/" + PREFETCH[key].replace(
-                        "{{context.patientId}}", str(patient_id))
-                    response = client.get(url)
-                    response.raise_for_status()
-                    out[key] = response.json()
+                for key in todo:
+                    first = given.get(key)
+                    if first is None:
+                        url = base + "/" + templates[key].replace("{{context.patientId}}",
+                                                                  str(patient_id))
+                        first = _get(client, url)
+                    out[key] = _all_pages(client, first, base)
+        except _Precondition:
+            raise
         except Exception as exc:  # noqa: BLE001
             raise _Precondition(f"fetching the record from the FHIR server failed "
                                 f"({type(exc).__name__})") from None
-        return {k: out[k] for k in PREFETCH}
+        return {k: out[k] for k in templates}
+
+
+MAX_PAGES = 50
+
+
+def _next_link(value: Any) -> str | None:
+    if isinstance(value, dict) and value.get("resourceType") == "Bundle":
+        for link in value.get("link") or []:
+            if isinstance(link, dict) and link.get("relation") == "next":
+                return str(link.get("url") or "")
+    return None
+
+
+def _get(client: Any, url: str) -> Any:
+    response = client.get(url)
+    response.raise_for_status()
+    return response.json()
+
+
+def _all_pages(client: Any, bundle: Any, base: str) -> Any:
+    """Every page of a search, merged into one Bundle; 'next' links are followed only on
+    the EHR's own FHIR server (the token never goes elsewhere), at most 50 pages."""
+    pages = 0
+    merged = bundle
+    while (url := _next_link(merged)) is not None:
+        pages += 1
+        if pages > MAX_PAGES or not url.startswith(base + "/") and url != base:
+            raise _Precondition("a search result has more pages than can be fetched "
+                                "from the EHR's FHIR server")
+        page = _get(client, url)
+        entries = list(merged.get("entry") or []) + list(page.get("entry") or [])
+        merged = {**page, "entry": entries}
+    return merged
 
 
 class _Precondition(Exception):
@@ -328,6 +383,13 @@ def _warm_fhir_models() -> None:
             get_fhir_model_class(kind).model_validate({"resourceType": kind, **data})
         except Exception:  # noqa: BLE001 - warming only; a real request reports its own
             pass
+
+
+def _observation_codes(codemap: Any) -> list[Any]:
+    spec = codemap.spec
+    out = [c for o in spec.observations.values() for c in o.codes]
+    out += spec.clasi.activity + spec.clasi.damage + spec.course_response.codes
+    return out
 
 
 def _draft_orders(context: dict[str, Any]) -> list[dict[str, Any]]:
