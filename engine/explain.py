@@ -60,14 +60,7 @@ def _course(v: Any) -> CourseSummary:
         at_max_dose=v.at_max_dose, trial_until=str(v.trial_until) if v.trial_until else None)
 
 
-def _trace_value(value: Any) -> Any:
-    if isinstance(value, bool) or value is None:
-        return value
-    if value == "yes":
-        return True
-    if value == "no":
-        return False
-    return value
+_YES_NO = {"yes": True, "no": False}  # the trace shows booleans as JSON true/false
 
 
 def explain(ruleset: RuleSet, ev: Evaluation, decision: Decision,
@@ -95,7 +88,8 @@ def explain(ruleset: RuleSet, ev: Evaluation, decision: Decision,
         warnings=[Warning.build(severity=s, message=m, rule=r) for s, m, r in decision.warnings],
         missing_data=[MissingData.build(field=f, why=w) for f, w in decision.missing_data],
         trace=[TraceEntry.build(rule=f.rule.id, kind=f.rule.kind,
-                                matched={k: _trace_value(v) for k, v in f.matched.items()},
+                                matched={k: _YES_NO.get(v, v) if type(v) is str else v
+                                         for k, v in f.matched.items()},
                                 asserted=f.rule.asserted) for f in ev.fired],
         disclaimer=DISCLAIMER,
         courses=[_course(v) for _, v in sorted(ev.courses.items())],

@@ -71,9 +71,16 @@ class _Out(BaseModel):
             fields = tuple(cls.model_fields.items())
             setattr(cls, "_build_fields", fields)
         given = set(values)
-        data = {name: values[name] if name in values
-                else info.get_default(call_default_factory=True)
-                for name, info in fields}  # in field order: the JSON's order
+        names = cls.__dict__.get("_build_names")
+        if names is None:
+            names = tuple(name for name, _ in fields)
+            setattr(cls, "_build_names", names)
+        if tuple(values) == names:  # every field, in order (the usual call)
+            data = values
+        else:
+            data = {name: values[name] if name in values
+                    else info.get_default(call_default_factory=True)
+                    for name, info in fields}  # in field order: the JSON's order
         obj = cls.__new__(cls)
         object.__setattr__(obj, "__dict__", data)
         object.__setattr__(obj, "__pydantic_fields_set__", given)
