@@ -513,6 +513,7 @@ class _Facts:
         self.latest: dict[str, tuple[dt.date, Any, str]] = {}
         self.tests: set[dt.date] = set()
         self.positive: dt.date | None = None
+        self.unmapped_conditions: list[str] = []
         self.clasi: dict[dt.date, dict[str, float]] = {}
         self.conditions: set[str] = set()
         self.symptoms: set[str] = set()
@@ -634,11 +635,13 @@ class _Facts:
     def condition(self, e: _Entry) -> None:
         r = e.resource
         m = _meaning(self.map, r.code, ("subtype", "sle", "comorbidity", "symptom"))
-        if m is None:
-            self.report.ignore(e.label, f"code not in the code map ({_shown(r.code)})")
-            return
         clinical = next((c.code for c in _codings(r.clinicalStatus)
                          if c.system == CLINICAL_STATUS), None)
+        if m is None:
+            self.report.ignore(e.label, f"code not in the code map ({_shown(r.code)})")
+            if clinical in CONDITION_ACTIVE or clinical is None:
+                self.unmapped_conditions.append(_shown(r.code))
+            return
         verified = next((c.code for c in _codings(r.verificationStatus)
                          if c.system == VERIFICATION), None)
         if m.section == "sle" and verified == "refuted":
@@ -719,6 +722,14 @@ class _Facts:
 
     def finish(self) -> None:
         rec = self.record
+        if self.unmapped_conditions:  # one line for all: the list can be long
+            shown = "; ".join(self.unmapped_conditions[:5])
+            more = len(self.unmapped_conditions) - 5
+            self.report.warnings.append((
+                "warning", f"{len(self.unmapped_conditions)} active condition(s) are not "
+                f"in the code map and were not considered: {shown}"
+                + (f"; and {more} more" if more > 0 else "")
+                + ". Check them by hand for contraindications."))
         if len(self.subtypes) != 1:
             if not self.subtypes:
                 raise _Fail((), "no active, confirmed cutaneous lupus Condition with a "

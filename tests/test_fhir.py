@@ -250,11 +250,19 @@ def test_unmapped_medication_and_unconfirmed_condition_are_not_silent(tmp_path: 
                                            "code": "provisional"}]},
         "code": {"coding": [{"system": "urn:cledecide:condition", "code": "cytopenia"}]},
         "subject": {"reference": "Patient/example-refractory-neuropathy"}}})
+    bundle["entry"].append({"fullUrl": "urn:uuid:htn", "resource": {
+        "resourceType": "Condition",
+        "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
+                                       "condition-clinical", "code": "active"}]},
+        "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "I10"}]},
+        "subject": {"reference": "Patient/example-refractory-neuropathy"}}})
     proc = run_json(tmp_path, bundle, "--format", "json")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     messages = [w["message"] for w in result["warnings"] if w["rule"] == "import.fhir"]
     assert any("999999" in m and "not take it into account" in m for m in messages)
+    assert any("1 active condition(s) are not in the code map" in m and "I10" in m
+               for m in messages)
     assert any("Cytopenia" in m and "provisional" in m for m in messages)
     assert any(m["field"] == "treatments" for m in result["missing_data"])
 
