@@ -438,3 +438,39 @@ def test_cli_cohort_audit_appends_a_row_per_patient(tmp_path: Path) -> None:
     rows = list(log.rows())
     assert len(rows) == len(NAMES) and {r["service"] for r in rows} == {"cli-cohort"}
     assert log.verify() == []
+
+
+def _request_from_record(name: str, change, orders: list[dict]) -> dict:
+    """A shared example, changed the way a test needs, as an order-sign request."""
+    import yaml
+    from cledecide.engine.codemap import load_codemap
+    from cledecide.engine.models import Patient
+    from cledecide.engine.ruleset import default_rules_dir
+    from cledecide.reviewer.fhir_bundle import to_bundle
+    record = yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text())
+    change(record)
+    bundle = to_bundle(Patient.model_validate(record), load_codemap(default_rules_dir()))
+    for o in orders:
+        o["subject"] = {"reference": f"Patient/{record['id']}"}
+    return hook_request(bundle, "order-sign", orders)
+
+
+def test_order_sign_lenalidomide_on_top_of_thalidomide_is_critical(server: Server) -> None:
+    def on_thalidomide(record: dict) -> None:
+        record["treatments"].append({"drug": "thalidomide", "start": "2026-09-01",
+                                     "dose_mg_per_day": 100})
+    body = _request_from_record("refractory-neuropathy", on_thalidomide,
+                                [order("lenalidomide", 5)])
+    card = server.post(OS, body).json()["cards"][0]
+    assert card["indicator"] == "critical", card
+    assert "thalidomide" in card["detail"].lower()
+
+
+def test_order_sign_methotrexate_with_cytopenia_is_critical(server: Server) -> None:
+    def cytopenic(record: dict) -> None:
+        record["labs"]["platelets"] = {"value": 40, "date": "2026-11-15"}
+        record["labs"]["neutrophils"] = {"value": 0.8, "date": "2026-11-15"}
+    body = _request_from_record("antimalarial-refractory", cytopenic,
+                                [order("methotrexate", 15, "wk")])
+    card = server.post(OS, body).json()["cards"][0]
+    assert card["indicator"] == "critical", card
