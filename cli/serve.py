@@ -26,7 +26,9 @@ def register(app: typer.Typer, guarded, fail, emit) -> None:
               insecure_dev: bool = typer.Option(False, "--insecure-dev", help="No "
                                                 "authentication; binds to loopback only."),
               workers: int = typer.Option(1, "--workers", min=1, max=64, help="Worker "
-                                          "processes (e.g. the number of cores).")
+                                          "processes; they share the audit chain and the "
+                                          "seen tokens (see docs/service.md before "
+                                          "raising it).")
               ) -> None:
         """Serve discovery, patient-view, order-sign and feedback (CDS Hooks 2.0)."""
         if ctx.invoked_subcommand is not None:
