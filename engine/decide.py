@@ -567,7 +567,9 @@ def _partition(ruleset: RuleSet, ev: Evaluation, candidates: list[Candidate],
                 split.blocked_by_data.append(c)
             continue
         if c.action in STARTING and c.drug and not _adjunct(ruleset, c.drug):
-            trials = _in_trial(ruleset, ev, c.drug)
+            # A course a safety rule excludes is not waited for: it is not continued.
+            trials = [v for v in _in_trial(ruleset, ev, c.drug)
+                      if not any(e.drug == v.drug for e in excluded)]
             if trials:
                 held.append((c, trials))
                 split.waiting.setdefault(c.drug, _trial_hold(ruleset, c, trials).note)

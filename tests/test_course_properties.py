@@ -117,11 +117,13 @@ def _steps(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 def violations_trial(record: dict[str, Any], result: dict[str, Any]) -> list[str]:
     """No second drug (start, add, switch, reintroduce) while a current drug is in its
-    trial period. Mutation caught: `_in_trial` in decide returning [] (the engine hold
+    trial period, unless a safety rule excludes that drug. Mutation caught: `_in_trial` in decide returning [] (the engine hold
     gone) with the shipped in-trial rules lowered below the ladder."""
     courses = _phases(result)
+    excluded = {e["drug"] for e in result["excluded"]}
+    # A course a safety rule excludes is not waited for (it should not go on at all).
     trials = [d for d, c in courses.items() if c["stop"] is None and c["phase"] == "in_trial"
-              and not DRUGS[d].course.adjunct]
+              and not DRUGS[d].course.adjunct and d not in excluded]
     out = []
     for step in _steps(result):
         if step["action"] in STARTING and step["drug"] and step["drug"] not in trials and \
