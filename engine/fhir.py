@@ -55,10 +55,13 @@ class Report:
 
 @dataclass
 class Imported:
-    """One patient of a FHIR input: the record (a Document for the validate stage)."""
+    """One patient of a FHIR input: the record (a Document for the validate stage), or
+    the error that patient alone met (in a bundle of several, the others still go on)."""
 
-    document: Document
-    report: Report
+    document: Document | None
+    report: Report | None
+    label: str = ""
+    error: InputError | None = None
 
 
 class _Fail(Exception):
@@ -307,10 +310,20 @@ def import_fhir(doc: Document, codemap: CodeMap, as_of: dt.date | None = None
         when = as_of or stamp or dt.date.today()
         out = []
         for p in patients:
-            record, report = _one_patient(p, entries, index, codemap, when,
-                                          as_of is None and stamp is None, len(patients))
+            label = str(getattr(p.resource, "id", None) or format_path(p.path))
+            try:
+                record, report = _one_patient(p, entries, index, codemap, when,
+                                              as_of is None and stamp is None,
+                                              len(patients))
+            except _Fail as exc:
+                if len(patients) == 1:
+                    raise
+                out.append(Imported(None, None, label, InputError(
+                    exc.message, doc.file, doc.line_of(exc.path),
+                    format_path(exc.path) or None)))
+                continue
             out.append(Imported(Document(doc.file, record, {(): doc.line_of(p.path) or 1},
-                                         doc.sha256), report))
+                                         doc.sha256), report, label))
         return out
     except _Fail as exc:
         raise InputError(exc.message, doc.file, doc.line_of(exc.path),

@@ -427,3 +427,20 @@ def test_any_damaged_bundle_is_read_or_refused_never_a_crash(path: tuple, value:
     from cledecide import evaluate_patient
     for patient, report in found:
         evaluate_patient(patient, ruleset, "x", report)
+
+
+def test_one_bad_patient_in_a_clinic_bundle_is_one_error_row(tmp_path: Path) -> None:
+    """A clinic's export with one unreadable patient: that patient is an error row, the
+    others are evaluated (exit 2 says something failed)."""
+    a, b = bundle_of(), bundle_of("widespread-scle-new")
+    for e in b["entry"]:
+        if e["resource"]["resourceType"] == "Patient":
+            e["resource"]["gender"] = "unknown"
+    two = {"resourceType": "Bundle", "type": "collection", "timestamp": a["timestamp"],
+           "entry": a["entry"] + b["entry"]}
+    proc = run_json(tmp_path, two)
+    assert proc.returncode == 2
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert rows[0]["recommendation"]["drug"] == "lenalidomide"
+    assert rows[1]["source"].endswith("#example-widespread-scle-new")
+    assert "gender" in rows[1]["error"]

@@ -34,16 +34,26 @@ def load_patient(path: Path | str) -> tuple[Patient, str]:
 
 
 def patients_of(doc: Document, rules_dir: Path | str | None = None,
-                as_of: object = None) -> list[tuple[Patient, Any]]:
+                as_of: object = None, single: bool = False) -> list[tuple[Patient, Any]]:
     """The validated patients of a parsed input, each with its FHIR import report (None
-    for our own record). The kind of input is read from the content, not the name."""
+    for our own record). The kind of input is read from the content, not the name.
+    `single`: a FHIR input of several patients raises ManyPatients (it is a cohort)."""
     if not is_fhir(doc.data):
         return [(validate_patient(doc), None)]
     from .engine.codemap import load_codemap
     from .engine.fhir import import_fhir
     codemap = load_codemap(rules_dir or default_rules_dir())
-    return [(validate_patient(item.document), item.report)
-            for item in import_fhir(doc, codemap, as_of)]  # type: ignore[arg-type]
+    items = import_fhir(doc, codemap, as_of)  # type: ignore[arg-type]
+    if single and len(items) > 1:
+        raise ManyPatients(f"the FHIR input holds {len(items)} patients; evaluate them as "
+                           "a cohort (--format jsonl or csv)", doc.file)
+    out = []
+    for item in items:
+        if item.error is not None:
+            raise item.error
+        assert item.document is not None
+        out.append((validate_patient(item.document), item.report))
+    return out
 
 
 def evaluate_patient(patient: Patient, ruleset: RuleSet, input_sha256: str = "",
@@ -63,9 +73,5 @@ def evaluate_file(path: Path | str, rules_dir: Path | str | None = None) -> Expl
     nothing is evaluated on a broken rule set."""
     ruleset = load_ruleset(rules_dir or default_rules_dir())
     doc = load_file(path)
-    found = patients_of(doc, ruleset.folder)
-    if len(found) != 1:
-        raise ManyPatients(f"the FHIR input holds {len(found)} patients; evaluate them as "
-                           "a cohort (--format jsonl or csv)", doc.file)
-    patient, report = found[0]
+    (patient, report), = patients_of(doc, ruleset.folder, single=True)
     return evaluate_patient(patient, ruleset, doc.sha256, report)

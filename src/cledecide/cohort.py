@@ -142,17 +142,33 @@ def settle() -> None:
 def evaluate_all(record: Record, ruleset: Any) -> list[Outcome]:
     """Every patient of one record (a FHIR Bundle may hold several), in order."""
     from . import evaluate_patient, patients_of
+    from .engine.load import is_fhir
     from .engine.render import result_dict
     try:
         doc = parse(record.raw, record.source)
-        found = patients_of(doc, ruleset.folder)
-        many = len(found) > 1
-        return [Outcome(f"{record.source}#{patient.id}" if many else record.source,
-                        result=result_dict(evaluate_patient(patient, ruleset, doc.sha256,
-                                                            report)))
-                for patient, report in found]
+        if not is_fhir(doc.data):
+            (patient, report), = patients_of(doc, ruleset.folder)
+            return [Outcome(record.source, result=result_dict(
+                evaluate_patient(patient, ruleset, doc.sha256, report)))]
+        from .engine.codemap import load_codemap
+        from .engine.fhir import import_fhir
+        from .engine.validate import validate_patient
+        items = import_fhir(doc, load_codemap(ruleset.folder))
     except CledecideError as exc:
         return [Outcome(record.source, error=visible(str(exc), True))]
+    out = []
+    for item in items:  # a bundle of a clinic's patients: one bad patient, one error row
+        source = f"{record.source}#{item.label}" if len(items) > 1 else record.source
+        try:
+            if item.error is not None:
+                raise item.error
+            assert item.document is not None
+            patient = validate_patient(item.document)
+            out.append(Outcome(source, result=result_dict(
+                evaluate_patient(patient, ruleset, doc.sha256, item.report))))
+        except CledecideError as exc:
+            out.append(Outcome(source, error=visible(str(exc), True)))
+    return out
 
 
 def evaluate_records(items: Iterable[Record | Outcome], rules_dir: str | None = None
