@@ -64,7 +64,10 @@ class Catalogue:
         return f"{t.value:g} {unit}"
 
     def weeks(self, name: str) -> float:
-        return round((self.days(name) or 0) / 7, 2)
+        # Rounded exactly as the facts are (facts._num: 3 decimals), so that a patient at
+        # exactly the required number of days meets it (1 month = 30 days = 4.286 weeks,
+        # not 4.29: an off-by-rounding found by the reproductive property's thorough run).
+        return round((self.days(name) or 0) / 7, 3)
 
 
 def _cap(text: str) -> str:
