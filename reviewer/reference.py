@@ -51,28 +51,19 @@ def compile_node(node: C.Node) -> Test:
         inner = compile_node(node.item)
         return lambda f, d: (lambda v: None if v is None else not v)(inner(f, d))
     items = [compile_node(i) for i in node.items]
-    if isinstance(node, C.All):
-        def all_(f: dict[str, Any], d: set[str]) -> Any:
-            unknown = False
-            for t in items:
-                v = t(f, d)
-                if v is False:
-                    return False
-                if v is None:
-                    unknown = True
-            return None if unknown else True
-        return all_
+    # all: the first False decides; any: the first True decides; else unknown wins
+    decisive = False if isinstance(node, C.All) else True
 
-    def any_(f: dict[str, Any], d: set[str]) -> Any:
+    def combine(f: dict[str, Any], d: set[str]) -> Any:
         unknown = False
         for t in items:
             v = t(f, d)
-            if v is True:
-                return True
+            if v is decisive:
+                return decisive
             if v is None:
                 unknown = True
-        return None if unknown else False
-    return any_
+        return None if unknown else not decisive
+    return combine
 
 
 class ClosureRules:

@@ -4,6 +4,7 @@ module."""
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import copy
 import json
 import socket
@@ -57,17 +58,18 @@ class Server:
                           **kw)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("dev")
+@contextlib.contextmanager
+def running(folder: Path, *extra: str) -> Iterator[Server]:
+    """`cledecide serve` with a development issuer on a free loopback port, stopped
+    afterwards whatever happens."""
     port = free_port()
     dev_setup(folder, port)
     proc = subprocess.Popen([CLI, "serve", "--config", str(folder / "config.yaml"),
-                             "--host", "127.0.0.1", "--port", str(port)],
+                             "--host", "127.0.0.1", "--port", str(port), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     srv = Server(folder, port)
     try:
-        for _ in range(200):
+        for _ in range(300):
             try:
                 if httpx.get(srv.base, timeout=1).status_code == 200:
                     break
@@ -79,9 +81,15 @@ def server(tmp_path_factory) -> Iterator[Server]:
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    with running(tmp_path_factory.mktemp("dev")) as srv:
+        yield srv
 
 
 def request_for(name: str, hook: str = "patient-view", orders: list | None = None) -> dict:
@@ -308,19 +316,7 @@ def test_service_refuses_to_start_without_config() -> None:
 def test_two_workers_share_the_audit_chain_and_the_seen_tokens(tmp_path: Path) -> None:
     """With --workers 2 the requests land on two processes: every one is audited in one
     intact chain, and a token used once is refused whichever worker sees it again."""
-    port = free_port()
-    dev_setup(tmp_path, port)
-    proc = subprocess.Popen([CLI, "serve", "--config", str(tmp_path / "config.yaml"),
-                             "--port", str(port), "--workers", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    srv = Server(tmp_path, port)
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(srv.base, timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+    with running(tmp_path, "--workers", "2") as srv:
         bodies = [request_for(NAMES[i % len(NAMES)]) for i in range(30)]
         tokens = [srv.token() for _ in bodies]
         with concurrent.futures.ThreadPoolExecutor(30) as pool:
@@ -329,9 +325,6 @@ def test_two_workers_share_the_audit_chain_and_the_seen_tokens(tmp_path: Path) -
         assert codes == [200] * 30
         again = [srv.post(PV, bodies[0], tokens[i]).status_code for i in range(10)]
         assert again == [401] * 10
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
     log = AuditLog(srv.audit)
     assert sum(1 for _ in log.rows()) == 30 and log.verify() == []
 

@@ -439,8 +439,8 @@ def create_app(service: Service) -> Any:
     async def discovery() -> dict[str, Any]:
         return service.discovery()
 
-    @app.post("/cds-services/{sid}")
-    async def hook(sid: str, request: Request) -> Response:
+    async def answer(sid: str, request: Request, handler: Any) -> Response:
+        """Auth, service id and body limit, then the handler on the evaluation thread."""
         if not authorized(request):
             return Response(status_code=401)
         if sid not in SERVICES:
@@ -448,20 +448,16 @@ def create_app(service: Service) -> Any:
         body = await body_of(request)
         if body is None:
             return JSONResponse({"error": "body too large"}, status_code=413)
-        status, payload = await run(service.handle, sid, body)
+        status, payload = await run(handler, sid, body)
         return JSONResponse(payload, status_code=status)
+
+    @app.post("/cds-services/{sid}")
+    async def hook(sid: str, request: Request) -> Response:
+        return await answer(sid, request, service.handle)
 
     @app.post("/cds-services/{sid}/feedback")
     async def feedback(sid: str, request: Request) -> Response:
-        if not authorized(request):
-            return Response(status_code=401)
-        if sid not in SERVICES:
-            return JSONResponse({"error": "no such service"}, status_code=404)
-        body = await body_of(request)
-        if body is None:
-            return JSONResponse({"error": "body too large"}, status_code=413)
-        status, payload = await run(service.feedback, sid, body)
-        return JSONResponse(payload, status_code=status)
+        return await answer(sid, request, service.feedback)
 
     return app
 
