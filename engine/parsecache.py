@@ -3,9 +3,10 @@ loading the rules).
 
 Each entry is a JSON file in the user's cache folder, named by the sha256 of the rule
 file's bytes and of the parser's own source (engine/load.py), so any change to a rule
-file or to the parser misses the cache. An entry carries the digest of its content;
+file or to the parser misses the cache. An entry's first line is the sha256 of the rest;
 one that is unreadable, foreign (another key), altered (digest), not ours (owner) or
-writable by others is ignored and the file parsed again. Never pickle: only JSON data
+writable by others is ignored and the file parsed again. A NaN or infinity is never
+cached (JSON has none): such a file is parsed, and refused, every time. Never pickle: only JSON data
 and line numbers come back, and the validation and every rule check still run on them.
 Set CLEDECIDE_NO_CACHE=1 to turn it off.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
+import math
 import os
 import stat
 import tempfile
@@ -23,15 +24,16 @@ from typing import Any
 
 from .load import Document
 
-FORMAT = 1
+FORMAT = 2
+KEEP = 400  # entries: several versions of every shipped rule file
 _DATE = "\u0000date"  # marks a YAML date in the JSON (no YAML key can start with NUL)
 
 
-def cache_dir() -> Path | None:
+def cache_dir(kind: str = "parsed") -> Path | None:
     if os.environ.get("CLEDECIDE_NO_CACHE"):
         return None
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "cledecide" / "parsed"
+    return Path(base) / "cledecide" / kind
 
 
 @lru_cache(maxsize=1)
@@ -63,6 +65,8 @@ def _encode(value: Any) -> Any:
         raise _Uncacheable  # our loader refuses times of day; never cache a surprise
     if isinstance(value, dt.date):
         return {_DATE: value.isoformat()}
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _Uncacheable  # JSON has no NaN: the file is parsed (and refused) each time
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise _Uncacheable
@@ -78,9 +82,54 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def _digest(body: dict[str, Any]) -> str:
-    text = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+def read_trusted(path: Path) -> dict[str, Any] | None:
+    """An entry's JSON if the file is a regular file of ours that nobody else may write
+    and its first line is the sha256 of the rest, else None."""
+    import orjson
+    try:
+        info = path.lstat()
+        if not stat.S_ISREG(info.st_mode) or info.st_mode & 0o022 \
+                or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
+            return None
+        digest, _, body = path.read_bytes().partition(b"\n")
+        if digest.decode("ascii", "replace") != hashlib.sha256(body).hexdigest():
+            return None
+        entry = orjson.loads(body)
+        return entry if isinstance(entry, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def write_atomic(folder: Path, name: str, body: dict[str, Any]) -> None:
+    """Write an entry (its digest, a newline, its JSON), whole or not at all; a failure
+    only means no cache."""
+    import orjson
+    try:
+        data = orjson.dumps(body)
+    except TypeError:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(hashlib.sha256(data).hexdigest().encode() + b"\n" + data)
+            os.replace(tmp, folder / name)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError:
+        return
+
+
+def prune(folder: Path, keep: int) -> None:
+    """Keep the newest `keep` entries: every edit of a rule file adds one."""
+    try:
+        entries = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in entries[keep:]:
+            old.unlink()
+    except OSError:
+        return
 
 
 def get(raw: bytes, file: str) -> Document | None:
@@ -89,21 +138,16 @@ def get(raw: bytes, file: str) -> Document | None:
     if folder is None:
         return None
     key = _key(raw)
-    path = folder / f"{key}.json"
+    entry = read_trusted(folder / f"{key}.json")
+    if entry is None:
+        return None
     try:
-        info = path.lstat()
-        if not stat.S_ISREG(info.st_mode) or info.st_mode & 0o022 \
-                or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
-            return None
-        entry = json.loads(path.read_bytes())
-        body = {"format": entry["format"], "key": entry["key"], "data": entry["data"],
-                "lines": entry["lines"]}
-        if entry["format"] != FORMAT or entry["key"] != key or entry["digest"] != _digest(body):
+        if entry["format"] != FORMAT or entry["key"] != key:
             return None
         lines = {tuple(item[:-1]): int(item[-1]) for item in entry["lines"]}
         return Document(file=file, data=_decode(entry["data"]), lines=lines,
                         sha256=hashlib.sha256(raw).hexdigest())
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
+    except (ValueError, KeyError, TypeError, IndexError):
         return None
 
 
@@ -117,16 +161,5 @@ def put(raw: bytes, doc: Document) -> None:
                 "lines": [[*path, line] for path, line in doc.lines.items()]}
     except _Uncacheable:
         return
-    body["digest"] = _digest(body)
-    try:
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(body, out, ensure_ascii=False, separators=(",", ":"))
-            os.replace(tmp, folder / f"{body['key']}.json")
-        except BaseException:
-            os.unlink(tmp)
-            raise
-    except OSError:
-        return
+    write_atomic(folder, f"{body['key']}.json", body)
+    prune(folder, KEEP)

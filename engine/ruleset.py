@@ -732,7 +732,14 @@ def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
 
 
 def load_ruleset(folder: Path | str) -> RuleSet:
-    """A checked RuleSet, or the first error (by file and line) as a RuleError."""
+    """A checked RuleSet, or the first error (by file and line) as a RuleError. A rule
+    set checked before, with the same files and code, comes from engine/rulecache.py."""
+    from . import rulecache
+    found = rulecache.probe(folder)
+    if found is not None:
+        cached = rulecache.get(found, folder)
+        if cached is not None:
+            return cached
     ruleset, findings = check_folder(folder)
     if ruleset is None:
         # Unreadable files first: their rules are missing, which causes the rest.
@@ -742,6 +749,8 @@ def load_ruleset(folder: Path | str) -> RuleSet:
         more = f" (and {len(errors) - 1} more errors; run 'cledecide rules check')" \
             if len(errors) > 1 else ""
         raise RuleError(first.message + more, first.file, first.line, first.field)
+    if found is not None:
+        rulecache.put(found, ruleset)
     return ruleset
 
 

@@ -10,9 +10,31 @@ import pytest
 
 from cledecide.engine import load as load_module
 from cledecide.engine import parsecache
-from cledecide.engine.ruleset import load_ruleset
+from cledecide.engine.ruleset import check_folder
 
 from conftest import RULES
+
+
+def load_ruleset(folder):
+    """The checked rule set through the parse cache (the rule-set cache is off here:
+    tests/test_rulecache.py covers it)."""
+    ruleset, findings = check_folder(folder)
+    if ruleset is None:
+        from cledecide.engine.errors import RuleError
+        first = next(f for f in findings if f.severity == "error")
+        raise RuleError(first.message, first.file, first.line, first.field)
+    return ruleset
+
+
+def read_entry(path: Path) -> dict:
+    digest, _, body = path.read_bytes().partition(b"\n")
+    return json.loads(body)
+
+
+def write_entry(path: Path, entry: dict, digest: str | None = None) -> None:
+    import hashlib
+    body = json.dumps(entry).encode()
+    path.write_bytes((digest or hashlib.sha256(body).hexdigest()).encode() + b"\n" + body)
 
 
 @pytest.fixture()
@@ -41,10 +63,10 @@ def test_second_load_uses_the_cache_and_gives_the_same_rule_set(cache, monkeypat
 def test_an_altered_entry_is_ignored(cache, tmp_path, monkeypatch) -> None:
     load_ruleset(RULES)
     for path in cache.glob("*.json"):
-        entry = json.loads(path.read_text())
+        entry = read_entry(path)
         if "ruleset" in json.dumps(entry["data"])[:40] or "thresholds" in entry["data"]:
             entry["data"]["thresholds"] = {}  # a forged change, digest left as it was
-            path.write_text(json.dumps(entry))
+            write_entry(path, entry, digest=path.read_bytes().split(b"\n", 1)[0].decode())
     calls = []
     real = load_module._parse_yaml
     monkeypatch.setattr(load_module, "_parse_yaml",
@@ -58,8 +80,7 @@ def test_corrupt_or_foreign_entries_are_ignored(cache) -> None:
     load_ruleset(RULES)
     entries = sorted(cache.glob("*.json"))
     entries[0].write_text("{not json")
-    other = json.loads(entries[2].read_text())
-    entries[1].write_text(json.dumps(other))  # another file's entry under this key
+    write_entry(entries[1], read_entry(entries[2]))  # another file's entry, own digest
     assert load_ruleset(RULES).sha256 == load_ruleset(RULES).sha256
 
 
@@ -101,3 +122,13 @@ def test_no_cache_when_turned_off(cache, monkeypatch) -> None:
     monkeypatch.setenv("CLEDECIDE_NO_CACHE", "1")
     load_ruleset(RULES)
     assert not cache.exists()
+
+
+def test_a_nan_is_never_cached(cache) -> None:
+    """JSON has no NaN (orjson writes null): a file with one is parsed, and refused by
+    the checks, every time, never turned into something else by the cache."""
+    from cledecide.engine.load import Document
+    raw = b"value: .nan\n"
+    parsecache.put(raw, Document(file="x.yaml", data={"value": float("nan")}, lines={},
+                                 sha256=""))
+    assert not cache.exists() or not list(cache.glob("*.json"))
