@@ -503,9 +503,12 @@ def _why_not(ruleset: RuleSet, ev: Evaluation, rec: Candidate, candidates: list[
         stages.update(NEXT_STAGES[LADDER[max(ladder_pos)]])
     out = []
     fired = ev.fired_ids()
-    for drug in sorted(ruleset.drugs):
-        mine = [e for e in excluded if e.drug == drug]
-        if drug == rec.drug or (ruleset.drugs[drug].stage not in stages and not mine):
+    by_drug: dict[str, list[Excluded]] = {}
+    for e in excluded:
+        by_drug.setdefault(e.drug, []).append(e)
+    for drug, entry in ruleset.drugs_sorted:
+        mine = by_drug.get(drug, ())
+        if drug == rec.drug or (entry.stage not in stages and not mine):
             continue
         if mine:
             out.append(WhyNot(drug, "excluded", "; ".join(

@@ -353,6 +353,10 @@ class RuleSet:
         return {k: tuple(v) for k, v in out.items()}
 
     @cached_property
+    def drugs_sorted(self) -> tuple[tuple[str, "DrugEntry"], ...]:
+        return tuple(sorted(self.drugs.items()))
+
+    @cached_property
     def drug_classes(self) -> dict[str, str]:
         return {name: d.drug_class for name, d in self.drugs.items()}
 
