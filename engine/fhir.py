@@ -382,6 +382,7 @@ def _one_patient(p: _Entry, entries: list[_Entry], index: _Index, codemap: CodeM
             course = _course(e, index, codemap, as_of, report)
             if course is not None:
                 courses[id(e)] = course
+    _overlaps(courses, meds, report)
     facts = _Facts(record, report, codemap, as_of)
     for e in mine:
         if e.kind == "Observation":
@@ -398,6 +399,34 @@ def _one_patient(p: _Entry, entries: list[_Entry], index: _Index, codemap: CodeM
     if courses:
         record["treatments"] = sorted(courses.values(), key=lambda c: (c["start"], c["drug"]))
     return record, report
+
+
+def _overlaps(courses: dict[int, dict[str, Any]], meds: dict[int, _Entry],
+              report: Report) -> None:
+    """Records of one drug whose periods overlap are often one course twice (the order,
+    MedicationRequest, and what is taken, MedicationStatement). They stay separate
+    courses, as the record says: the latest start is then the course's start and its
+    dose and response are read (conservative: a trial restarts, a response not on that
+    record is asked for). The clinician is told, since trials, doses and responses are
+    read from them."""
+    by_drug: dict[str, list[tuple[str, str, str]]] = {}
+    for key, course in courses.items():
+        by_drug.setdefault(course["drug"], []).append(
+            (course["start"], course.get("stop", "9999-12-31"), meds[key].label))
+    for drug, spans in sorted(by_drug.items()):
+        spans.sort()
+        overlapping = {i for i, a in enumerate(spans) for j, b in enumerate(spans)
+                       if i != j and a[0] <= b[1] and b[0] <= a[1]}
+        if overlapping:
+            listed = "; ".join(f"{spans[i][2]} from {spans[i][0]}"
+                               + ("" if spans[i][1] == "9999-12-31" else f" to {spans[i][1]}")
+                               for i in sorted(overlapping))
+            report.warnings.append((
+                "warning", f"{drug}: {len(overlapping)} records overlap ({listed}); read as "
+                "separate courses, the latest start as the course's start with its dose "
+                "and response. If they are one course (an order and what is taken), check "
+                "the start date, dose and response of the course."))
+            report.used.append(f"{drug}: overlapping records kept as separate courses")
 
 
 def _course(e: _Entry, index: _Index, codemap: CodeMap, as_of: dt.date,

@@ -444,3 +444,45 @@ def test_one_bad_patient_in_a_clinic_bundle_is_one_error_row(tmp_path: Path) -> 
     assert rows[0]["recommendation"]["drug"] == "lenalidomide"
     assert rows[1]["source"].endswith("#example-widespread-scle-new")
     assert "gender" in rows[1]["error"]
+
+
+@pytest.mark.parametrize("authored, same_advice", [
+    ("2026-04-28", True),    # the original order, days before the start
+    ("2026-11-01", False),   # a renewal last month: read as a new start (trial)
+])
+def test_an_order_and_a_statement_of_one_course_are_flagged(tmp_path: Path, authored: str,
+                                                            same_advice: bool) -> None:
+    """A MedicationRequest beside the MedicationStatement of the same course: the advice
+    is never riskier than the statement alone, and the clinician is told which records
+    overlap."""
+    bundle = bundle_of("hcq-inadequate")
+    statement = next(e["resource"] for e in bundle["entry"]
+                     if e["resource"]["resourceType"] == "MedicationStatement"
+                     and "hydroxychloroquine" in json.dumps(e["resource"]))
+    order = {"resourceType": "MedicationRequest", "id": "order-hcq", "status": "active",
+             "intent": "order", "medicationCodeableConcept":
+             statement["medicationCodeableConcept"], "subject": statement["subject"],
+             "authoredOn": authored, "dosageInstruction": statement["dosage"]}
+    alone = json.loads(run_json(tmp_path, bundle, "--format", "json").stdout)
+    assert alone["recommendation"]["drug"] == "quinacrine"
+    assert not [w for w in alone["warnings"] if "records overlap" in w["message"]]
+    bundle["entry"].append({"fullUrl": "urn:uuid:order-hcq", "resource": order})
+    proc = run_json(tmp_path, bundle, "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    flagged = [w["message"] for w in result["warnings"]
+               if w["rule"] == "import.fhir" and "records overlap" in w["message"]]
+    assert len(flagged) == 1 and "hydroxychloroquine: 2 records" in flagged[0]
+    assert "MedicationRequest" in flagged[0] and "MedicationStatement" in flagged[0]
+    if same_advice:
+        assert result["recommendation"] == alone["recommendation"]
+    else:  # no second drug while the (apparently new) course is judged
+        assert result["recommendation"]["action"] == "continue"
+        assert result["recommendation"]["drug"] == "hydroxychloroquine"
+
+
+def test_consecutive_courses_of_one_drug_are_not_flagged(tmp_path: Path) -> None:
+    bundle = bundle_of("refractory-neuropathy")
+    proc = run_json(tmp_path, bundle, "--format", "json")
+    result = json.loads(proc.stdout)
+    assert not [w for w in result["warnings"] if "records overlap" in w["message"]]
