@@ -135,7 +135,17 @@ def weight_dose(ruleset: RuleSet, drug: str, weight: float | None) -> tuple[str,
     return (f"{text}; {per_kg:.1f} mg/kg/day{of} ({limit_text})", maximum)
 
 
-def _course_doses(patient: Patient, drug: str) -> list[tuple[Any, float | None, str, str | None]]:
+def _course_doses(ev: Evaluation, drug: str) -> list[tuple[Any, float | None, str, str | None]]:
+    """A drug's courses in order with their doses (every candidate of the drug asks:
+    computed once per evaluation)."""
+    cache = ev.__dict__.setdefault("_course_doses", {})
+    found = cache.get(drug)
+    if found is None:
+        found = cache[drug] = _doses_of(ev.patient, drug)
+    return found
+
+
+def _doses_of(patient: Patient, drug: str) -> list[tuple[Any, float | None, str, str | None]]:
     courses = sorted((c for c in patient.treatments if c.drug == drug), key=course_key)
     out = []
     for c in courses:
@@ -155,10 +165,10 @@ def _dose_rules(ev: Evaluation) -> dict[str, tuple[str, str]]:
     if cached is not None:
         return cached
     out: dict[str, tuple[str, str]] = {}
-    for fired in sorted(ev.fired, key=lambda f: (-f.rule.spec.priority, f.rule.id)):
+    dosing = [f for f in ev.fired if f.rule.spec.then.dose is not None]
+    for fired in sorted(dosing, key=lambda f: (-f.rule.spec.priority, f.rule.id)):
         spec = fired.rule.spec.then.dose
-        if spec is not None:
-            out.setdefault(spec.drug, (spec.dose.strip(), fired.rule.id))
+        out.setdefault(spec.drug, (spec.dose.strip(), fired.rule.id))
     ev.__dict__["_dose_rules"] = out
     return out
 
@@ -175,7 +185,7 @@ def _dose_for(ruleset: RuleSet, ev: Evaluation, action: str, drug: str | None,
     if drug is None:
         return rule_dose
     entry = ruleset.drugs[drug]
-    courses = _course_doses(ev.patient, drug)
+    courses = _course_doses(ev, drug)
     override = _dose_rules(ev).get(drug)
     if override and action in ("start", "add", "switch", "reintroduce", "reduce"):
         return f"{override[0]} [{override[1]}]"
@@ -495,9 +505,8 @@ def _why_not(ruleset: RuleSet, ev: Evaluation, rec: Candidate, candidates: list[
              excluded: list[Excluded], combos: dict[str, str],
              waiting: dict[str, str]) -> list[WhyNot]:
     stages = {rec.stage}
-    for drug, entry in ruleset.drugs.items():
-        if ev.facts.get(f"{drug}_status") == "current":
-            stages.add(entry.stage)
+    for drug in _current(ruleset, ev):
+        stages.add(ruleset.drugs[drug].stage)
     ladder_pos = [LADDER.index(s) for s in stages if s in LADDER]
     if ladder_pos:
         stages.update(NEXT_STAGES[LADDER[max(ladder_pos)]])
@@ -532,13 +541,12 @@ def _why_not(ruleset: RuleSet, ev: Evaluation, rec: Candidate, candidates: list[
                               f"is outranked by {rec.rule_id} (priority {rec.priority})",
                               (c.rule_id, rec.rule_id)))
             continue
-        silent = [(r, ev.unmet(r.id)) for r in ruleset.recommenders.get(drug, ())
-                  if r.id not in fired and r.spec.then.recommend.action in STARTING]
-        if silent:
-            reasons = "; ".join(f"{r.id} needs {', '.join(unmet) or 'its conditions'}"
-                                for r, unmet in silent[:2])
-            out.append(WhyNot(drug, "not_indicated", reasons,
-                              tuple(r.id for r, _ in silent[:2])))
+        silent = [r for r in ruleset.recommenders.get(drug, ())
+                  if r.id not in fired and r.spec.then.recommend.action in STARTING][:2]
+        if silent:  # the two shown: their unmet conditions are computed, no others
+            reasons = "; ".join(f"{r.id} needs {', '.join(ev.unmet(r.id)) or 'its conditions'}"
+                                for r in silent)
+            out.append(WhyNot(drug, "not_indicated", reasons, tuple(r.id for r in silent)))
         else:
             out.append(WhyNot(drug, "not_indicated", "no rule recommends it here"))
     return out

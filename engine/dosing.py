@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from functools import lru_cache
 
 MAX_TABLETS_PER_DOSE = 2
 
@@ -55,11 +56,17 @@ def _combinations(tablets: tuple[float, ...]) -> list[tuple[float, ...]]:
     return out
 
 
+@lru_cache(maxsize=64)
+def _daily_amounts(tablets: tuple[float, ...]) -> tuple[float, ...]:
+    return tuple(sorted({round(sum(c), 3) for c in _combinations(tablets)}))
+
+
 def daily_amounts(tablets: tuple[float, ...]) -> list[float]:
     """Every amount one dose of whole tablets can make (at most two tablets)."""
-    return sorted({round(sum(c), 3) for c in _combinations(tablets)})
+    return list(_daily_amounts(tablets))
 
 
+@lru_cache(maxsize=4096)  # pure (a frozen Regimen); asked for each candidate of a patient
 def best_regimen(limit_mg_per_day: float, tablets: tuple[float, ...]) -> Regimen | None:
     """The dispensable regimen with the highest mean daily dose within the limit, or
     None when even the smallest tablet every other day is above it."""
