@@ -347,6 +347,7 @@ def _escalation(ruleset: RuleSet, ev: Evaluation, c: Candidate,
 
 
 UNJUDGED_RULE = "engine.course-unjudged"
+KEEPING = ("continue", "increase", "reintroduce", "start", "add")
 
 
 def _unjudged(ev: Evaluation, c: Candidate) -> list[str]:
@@ -589,7 +590,9 @@ def _partition(ruleset: RuleSet, ev: Evaluation, candidates: list[Candidate],
         if reason:
             split.combos.setdefault(c.drug or "", reason)
             continue
-        if c.stops:
+        if c.stops and c.action != "stop":
+            # A switch waits for the response to be judged, and a partial response goes
+            # up first; a stop is a safety step (e.g. a hold at a low count): never.
             unjudged = _unjudged(ev, c)
             if unjudged:
                 split.eligible.append(_judge_first(ruleset, c, unjudged))
@@ -660,8 +663,12 @@ def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
     if rec.engine_rule == UNJUDGED_RULE:
         requests.setdefault("treatments[].response", rec.note)
     seen = {(rec.action, rec.drug)}
+    # A step that stops drugs is not undone by an alternative that keeps one of them.
+    stopped = set(rec.stops) | ({rec.drug} if rec.action == "stop" and rec.drug else set())
     unique_alts = []
     for alt in alternatives:
+        if alt.drug in stopped and alt.action in KEEPING:
+            continue
         if (alt.action, alt.drug) not in seen:
             seen.add((alt.action, alt.drug))
             unique_alts.append(alt)

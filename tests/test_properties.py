@@ -380,7 +380,7 @@ def _reference():
 REFERENCE = _reference()
 
 
-MYELOSUPPRESSIVE = ("methotrexate", "mycophenolate", "lenalidomide")
+MYELOSUPPRESSIVE = ("methotrexate", "mycophenolate", "lenalidomide", "dapsone")
 
 
 @st.composite
@@ -421,8 +421,8 @@ AS_OF_TEXT = "2026-11-20"
 @given(cytopenic_patients())
 def test_no_myelosuppressive_start_with_cytopenia(record) -> None:
     """Neutrophils below 1.0 or platelets below 50 x 10^9/L, or known cytopenia: no
-    methotrexate, mycophenolate or lenalidomide is started, added or switched to; an
-    infection: no methotrexate or mycophenolate.
+    methotrexate, mycophenolate, lenalidomide or dapsone is started, added or switched
+    to; an infection: no methotrexate or mycophenolate.
     (Found missing for methotrexate by an order-sign test; now a named invariant.)"""
     res = result(record)
     started = {d for a, d in steps(res) if d and a in ("start", "add", "switch")}
@@ -430,3 +430,61 @@ def test_no_myelosuppressive_start_with_cytopenia(record) -> None:
         assert not started & {"methotrexate", "mycophenolate"}, started
     else:
         assert not started & set(MYELOSUPPRESSIVE), started
+
+
+# Each myelosuppressive drug's hold limits (neutrophils, platelets), read from the rules.
+HOLD_LIMITS = {
+    "lenalidomide": ("lenalidomide_hold_neutrophils", "lenalidomide_hold_platelets"),
+    "methotrexate": ("methotrexate_start_min_neutrophils", "methotrexate_start_min_platelets"),
+    "mycophenolate": ("mycophenolate_start_min_neutrophils",
+                      "mycophenolate_start_min_platelets"),
+    "dapsone": ("dapsone_hold_neutrophils", "dapsone_hold_platelets"),
+}
+COURSE = {"lenalidomide": {"dose_mg_per_day": 5}, "methotrexate": {"dose_mg_per_week": 15},
+          "mycophenolate": {"dose_mg_per_day": 2000}, "dapsone": {"dose_mg_per_day": 100}}
+
+
+@st.composite
+def low_count_patients(draw) -> tuple[dict, list[str]]:
+    """A patient taking one or two myelosuppressive drugs (any response, any start), one
+    count below one drug's hold limit (just below, or far below), the rest normal."""
+    from cledecide.reviewer.strategies import days_ago
+    record = draw(refractory_patients())
+    taken = draw(st.lists(st.sampled_from(sorted(HOLD_LIMITS)), min_size=1, max_size=2,
+                          unique=True))
+    record["treatments"] = record["treatments"][:1] + [
+        {"drug": d, "start": days_ago(draw(st.integers(10, 400))), **COURSE[d],
+         **({"response": r} if (r := draw(st.sampled_from([None, "none", "partial",
+                                                               "complete"]))) else {})}
+        for d in taken]
+    record["demographics"]["sex"] = "male"  # no pregnancy stop can take the step
+    record["reproductive"] = {"partner_may_conceive": False}
+    record["symptoms"] = []
+    fresh = AS_OF_TEXT
+    low_for = draw(st.sampled_from(taken))
+    which = draw(st.sampled_from([0, 1]))
+    limit = RULESET.thresholds[HOLD_LIMITS[low_for][which]]
+    value = draw(st.sampled_from([round(limit * 0.99, 2), round(limit / 4, 2)]))
+    record["labs"] = {"neutrophils": {"value": value if which == 0 else 5.0, "date": fresh},
+                      "platelets": {"value": value if which == 1 else 300, "date": fresh}}
+    return record, taken
+
+
+@given(low_count_patients())
+def test_a_low_count_holds_every_myelosuppressive_drug_taken(case) -> None:
+    """A count below a myelosuppressive drug's hold limit: the step holds (stops) every
+    myelosuppressive drug taken, whatever its response or trial, never 'judge the
+    response first' or 'increase before switching', and a critical warning says why.
+    (Found missing by reading a patient on methotrexate with neutrophils 0.8: the step
+    was a G6PD test for dapsone; the first fix was then turned into 'judge the response'
+    by the switch logic.)"""
+    record, taken = case
+    res = result(record)
+    rec = res["recommendation"]
+    assert rec["action"] == "stop", (rec, taken)
+    assert set(taken) <= set(rec["stops"]), (rec, taken)
+    assert any(w["severity"] == "critical" and w["rule"] == "monitoring.cytopenia.hold"
+               for w in res["warnings"])
+    kept = {d for a, d in steps(res) if a in ("continue", "increase", "add", "start",
+                                              "switch", "reintroduce")}
+    assert not kept & {rec["drug"]}, kept
