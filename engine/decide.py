@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .courses import CourseView, course_key, next_step, weight_regimen
-from .texts import Lookup, context, render_text
+from .texts import Overlay, context, render_text
 from .evaluate import Evaluation
 from .facts import NO
 from .models import Patient
@@ -219,12 +219,13 @@ def _dose_for(ruleset: RuleSet, ev: Evaluation, action: str, drug: str | None,
 def _summary(ruleset: RuleSet, ev: Evaluation, rule: Rule, action: str, drug: str | None,
              dose: str | None, ctx: dict[str, Any]) -> str:
     spec = rule.spec.then.recommend
-    trigger = ev.patient.diagnosis.suspected_drug_trigger or "the suspected drug"
-    current = _current(ruleset, ev)
     if spec and spec.summary:
-        values = Lookup(ctx)
-        values.update(
-            trigger=trigger, drug=_label(ruleset, drug), dose=dose or "",
+        if "{" not in spec.summary:
+            return spec.summary
+        trigger = ev.patient.diagnosis.suspected_drug_trigger or "the suspected drug"
+        current = _current(ruleset, ev)
+        values = Overlay(
+            ctx, trigger=trigger, drug=_label(ruleset, drug), dose=dose or "",
             current=", ".join(_label(ruleset, d) for d in current) or "no drug",
             current_teratogens=", ".join(_label(ruleset, d) for d in current
                                          if ruleset.drugs[d].teratogenic) or "none")

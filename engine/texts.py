@@ -41,10 +41,34 @@ class _Among(dict):
         return self.fn(key.split("+"))
 
 
-def context(ruleset: RuleSet, ev: Evaluation) -> dict[str, Any]:
-    """Values rule texts may name: {stop_date[drug]}, {conception_from[drug]},
-    {recorded_dose[drug]}, {trial_until[drug]}, {retinal_due}, {retinal_annual_from},
-    {crcl_formula}."""
+class Overlay(Lookup):
+    """Values of one text on top of the patient's context (which stays lazy)."""
+
+    def __init__(self, base: dict[str, Any], **values: Any) -> None:
+        super().__init__(**values)
+        self._base = base
+
+    def __missing__(self, key: str) -> Any:
+        return self._base[key]
+
+
+class _Context(Lookup):
+    """The values, each computed the first time a text names one: most texts name none,
+    so most patients never pay for retinal dates or conception windows."""
+
+    def __init__(self, ruleset: RuleSet, ev: Evaluation) -> None:
+        super().__init__()
+        self._ruleset, self._ev = ruleset, ev
+
+    def __missing__(self, key: str) -> Any:
+        make = _MAKERS.get(key)
+        if make is None:
+            return "unknown"
+        make(self, self._ruleset, self._ev)
+        return dict.get(self, key, "unknown")
+
+
+def _course_values(out: dict[str, Any], ruleset: RuleSet, ev: Evaluation) -> None:
     p, views = ev.patient, ev.courses
     male = p.demographics.sex == "male"
     stop_date, conception, recorded, trial = Lookup(), Lookup(), Lookup(), Lookup()
@@ -69,21 +93,45 @@ def context(ruleset: RuleSet, ev: Evaluation) -> dict[str, Any]:
         dates = [conception[d] for d in drugs if d in current and d in conception]
         return max(dates) if dates else "unknown"
 
-    out: dict[str, Any] = Lookup(stop_date=stop_date, conception_from=conception,
-                                  recorded_dose=recorded, trial_until=trial,
-                                  current_among=_Among(among), conception_after=_Among(after))
+    out.update(stop_date=stop_date, conception_from=conception, recorded_dose=recorded,
+               trial_until=trial, current_among=_Among(among), conception_after=_Among(after))
+
+
+def _retinal_values(out: dict[str, Any], ruleset: RuleSet, ev: Evaluation) -> None:
     out["retinal_due"], out["retinal_annual_from"] = _retinal_dates(ruleset, ev)
-    trials = sorted(str(v.trial_until) for v in views.values()
+
+
+def _trial_value(out: dict[str, Any], ruleset: RuleSet, ev: Evaluation) -> None:
+    trials = sorted(str(v.trial_until) for v in ev.courses.values()
                     if v.current and v.phase == "in_trial" and v.trial_until)
     out["in_trial_until"] = trials[0] if trials else "unknown"
+
+
+def _crcl_value(out: dict[str, Any], ruleset: RuleSet, ev: Evaluation) -> None:
+    p = ev.patient
     crcl = ev.facts.get("creatinine_clearance")
     if crcl is not None and p.labs.creatinine is not None:
-        factor = 1.23 if male else 1.04
+        factor = 1.23 if p.demographics.sex == "male" else 1.04
         out["crcl_formula"] = (
             f"{crcl:g} mL/min (Cockcroft-Gault: (140 - {p.demographics.age:g} y) x "
             f"{p.demographics.weight_kg:g} kg x {factor} / creatinine "
             f"{p.labs.creatinine.value:g} umol/L on {p.labs.creatinine.date})")
-    return out
+
+
+_MAKERS = {
+    **dict.fromkeys(("stop_date", "conception_from", "recorded_dose", "trial_until",
+                     "current_among", "conception_after"), _course_values),
+    "retinal_due": _retinal_values, "retinal_annual_from": _retinal_values,
+    "in_trial_until": _trial_value, "crcl_formula": _crcl_value,
+}
+
+
+def context(ruleset: RuleSet, ev: Evaluation) -> dict[str, Any]:
+    """Values rule texts may name: {stop_date[drug]}, {conception_from[drug]},
+    {recorded_dose[drug]}, {trial_until[drug]}, {retinal_due}, {retinal_annual_from},
+    {in_trial_until}, {crcl_formula}, {current_among[a+b]}, {conception_after[a+b]};
+    computed when first named."""
+    return _Context(ruleset, ev)
 
 
 def _retinal_dates(ruleset: RuleSet, ev: Evaluation) -> tuple[str, str]:
