@@ -152,7 +152,9 @@ def _woman_rules(cat: Catalogue) -> list[dict[str, Any]]:
             "(drugs.yaml reproductive.woman.breastfeeding).", ev_all))
         out.append(_rule(
             "catalogue.breastfeeding.unknown", "Breastfeeding status unknown", 100,
-            {"all": ["breastfeeding is unknown", MAY_CONCEIVE]},
+            # Not only when she may conceive: a woman sterilised after a birth may
+            # breastfeed (found by the thorough 'unknown never riskier' property).
+            "breastfeeding is unknown",
             {"exclude": avoid,
              "request": [{"field": "reproductive.breastfeeding",
                           "why": "Drugs not used while breastfeeding wait until it is known."}]},
