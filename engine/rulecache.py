@@ -40,10 +40,10 @@ KEEP = 16  # rule sets (about 260 kB each): the shipped one and a reviewer's dra
 
 @dataclass(frozen=True)
 class Probe:
-    """What the folder's files are now: the entry's key and the rule set's sha256."""
+    """What the folder's files are now: the entry's key and the hash of the files."""
 
     key: str
-    sha256: str
+    files_sha256: str
 
 
 @lru_cache(maxsize=1)
@@ -86,7 +86,8 @@ def get(found: Probe, folder: Path | str) -> RuleSet | None:
         return None
     try:
         if entry["format"] != FORMAT or entry["key"] != found.key \
-                or entry["sha256"] != found.sha256 or entry["folder"] != str(folder):
+                or entry["files_sha256"] != found.files_sha256 \
+                or entry["folder"] != str(folder):
             return None
         return _rebuild(entry)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, C.ConditionError):
@@ -97,10 +98,11 @@ def put(found: Probe, ruleset: RuleSet) -> None:
     """Keep a checked rule set for the next start, if it is the one these files give
     and it rebuilds exactly; anything else only means no cache."""
     place = cache_dir("rulesets")
-    if place is None or ruleset.sha256 != found.sha256:
+    if place is None or ruleset.files_sha256 != found.files_sha256:
         return  # a file changed while it was checked
     entry = {
         "format": FORMAT, "key": found.key, "sha256": ruleset.sha256,
+        "files_sha256": ruleset.files_sha256,
         "folder": ruleset.folder,
         "provenance": ruleset.provenance.model_dump(mode="json"),
         "evidence": {k: v.model_dump(mode="json") for k, v in ruleset.evidence.items()},
@@ -138,7 +140,7 @@ def _rebuild(entry: dict[str, Any]) -> RuleSet:
         drugs=drugs, rules=tuple(rules), facts=specs, derived=derived,
         sha256=entry["sha256"], folder=entry["folder"],
         inactive=tuple(_construct(RuleSpec, s) for s in entry["inactive"]),
-        thresholds=dict(vocab.thresholds))
+        thresholds=dict(vocab.thresholds), files_sha256=entry["files_sha256"])
 
 
 def _construct(model: type[BaseModel], data: dict[str, Any]) -> BaseModel:

@@ -327,6 +327,9 @@ class RuleSet:
     folder: str
     inactive: tuple[RuleSpec, ...] = ()
     thresholds: dict[str, float] = field(default_factory=dict)
+    # The hash of the files alone (sha256 adds the rules generated from drugs.yaml): what
+    # the rule-set cache can check before anything is generated.
+    files_sha256: str = ""
 
     @cached_property
     def by_id(self) -> dict[str, Rule]:
@@ -398,6 +401,16 @@ def _rules_hash(files: list[tuple[str, str]]) -> str:
     for name, digest in sorted(files):
         h.update(f"{name}\0{digest}\n".encode())
     return h.hexdigest()
+
+
+def _generated_hash(rules: list[Rule]) -> tuple[str, str]:
+    """The rules generated from drugs.yaml (engine/catalogue.py) as an entry of the rule
+    set's hash: a change to the generator changes the rules applied, so it changes the
+    version every result names, although no rules file changed."""
+    import json
+    made = sorted((r.spec.model_dump(mode="json") for r in rules), key=lambda d: d["id"])
+    text = json.dumps(made, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "(rules generated from drugs.yaml)", hashlib.sha256(text.encode()).hexdigest()
 
 
 def _doc(folder: Path, name: str) -> Document:
@@ -719,7 +732,8 @@ def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
         if then.derive:
             depends.setdefault(then.derive, set()).update(
                 f for f in node.facts() if f in derived)
-    rules += _catalogue_rules(drugs, provenance, drug_doc, vocab, seen, findings)
+    generated = _catalogue_rules(drugs, provenance, drug_doc, vocab, seen, findings)
+    rules += generated
     findings += _limit_findings(rules, str(folder))
     for cycle in _cycles(depends):
         findings.append(Finding("error", "circular", "circular derivation: "
@@ -727,11 +741,13 @@ def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
     errors = [f for f in findings if f.severity == "error"]
     if errors:
         return None, findings
+    files_sha = _rules_hash(hashed)
     ruleset = RuleSet(
         provenance=provenance, evidence=dict(evidence), drugs=dict(drugs),
         rules=tuple(sorted(rules, key=lambda r: r.id)), facts=specs,
-        derived=frozenset(derived), sha256=_rules_hash(hashed), folder=str(folder),
-        inactive=tuple(inactive), thresholds=dict(vocab.thresholds))
+        derived=frozenset(derived), sha256=_rules_hash(hashed + [_generated_hash(generated)]),
+        folder=str(folder), inactive=tuple(inactive), thresholds=dict(vocab.thresholds),
+        files_sha256=files_sha)
     return ruleset, findings
 
 

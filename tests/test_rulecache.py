@@ -188,3 +188,20 @@ def test_old_entries_are_pruned(cache, rules, monkeypatch) -> None:
         load_ruleset(rules)
     assert len(list(cache.glob("*.json"))) == 2
     assert load_ruleset(rules).by_id["general.drug-trigger.stop"].spec.priority == 94
+
+
+def test_the_rule_set_hash_covers_the_rules_generated_from_drugs_yaml(monkeypatch) -> None:
+    """Every result names the rule set's sha256: a change to the rules generated from
+    drugs.yaml (engine/catalogue.py) changes it although no rules file changed."""
+    from cledecide.engine import catalogue
+    before, _ = check_folder(RULES)
+    real = catalogue.generated_rules
+
+    def changed(*args, **kwargs):
+        out = list(real(*args, **kwargs))
+        out[0] = dict(out[0], because=out[0]["because"] + " (changed)")
+        return out
+    monkeypatch.setattr(catalogue, "generated_rules", changed)
+    after, _ = check_folder(RULES)
+    assert after.files_sha256 == before.files_sha256
+    assert after.sha256 != before.sha256
