@@ -86,6 +86,24 @@ class _Out(BaseModel):
         _set_attr(obj, "__pydantic_private__", None)
         return obj
 
+    @classmethod
+    def maker(cls) -> Any:
+        """A constructor taking every field in order, for the models made per firing
+        (the trace): as build, without the keyword round trip. All fields are given, so
+        every instance shares one fields-set (pydantic only ever adds a field to it)."""
+        names = tuple(cls.model_fields)
+        given = set(names)
+        new = cls.__new__
+
+        def make(*values: Any) -> Any:
+            obj = new(cls)
+            _set_attr(obj, "__dict__", dict(zip(names, values)))
+            _set_attr(obj, "__pydantic_fields_set__", given)
+            _set_attr(obj, "__pydantic_extra__", None)
+            _set_attr(obj, "__pydantic_private__", None)
+            return obj
+        return make
+
 
 class Demographics(_Strict):
     age: Annotated[Number, Field(ge=0, le=120)]
