@@ -10,7 +10,6 @@ from typing import Any, Callable
 import typer
 
 from cledecide import CledecideError, cohort
-from cledecide.engine.safetext import visible
 
 
 def run_cohort(paths: list[str], fmt: str, rules_dir: str | None, jobs: int | None,
@@ -23,8 +22,10 @@ def run_cohort(paths: list[str], fmt: str, rules_dir: str | None, jobs: int | No
         from cledecide.audit import AuditLog, record_result
         log = AuditLog(audit)
     summary = cohort.Summary()
+    view = "jsonl" if fmt == "json" else fmt
     outcomes = cohort.evaluate_stream(cohort.records(paths), rules_dir,
-                                      jobs or cohort.default_jobs())
+                                      jobs or cohort.default_jobs(), view=view,
+                                      keep_result=log is not None)
     if fmt == "csv":
         emit(cohort.csv_header())
     progress = _progress() if sys.stderr.isatty() else None
@@ -37,12 +38,7 @@ def run_cohort(paths: list[str], fmt: str, rules_dir: str | None, jobs: int | No
                 record_result(log, outcome.result, "cli-cohort", outcome.source)
             if outcome.error:
                 typer.echo(f"error: {outcome.error}", err=True)
-            if fmt == "csv":
-                emit(cohort.csv_row(outcome))
-            elif fmt in ("jsonl", "json"):
-                emit(cohort.jsonl_line(outcome))
-            else:
-                emit(_text(outcome))
+            emit(outcome.line or "")
             if progress is not None:
                 rate = summary.total / max(time.monotonic() - started, 1e-6)
                 progress.update(task, advance=1, rate=f"{rate:.0f}/s")
@@ -56,14 +52,6 @@ def run_cohort(paths: list[str], fmt: str, rules_dir: str | None, jobs: int | No
                              "*.json, or lines of *.jsonl)")
     typer.echo(summary.text(), err=True, nl=False)
     return 2 if summary.failed else 0
-
-
-def _text(outcome: cohort.Outcome) -> str:
-    if outcome.result is None:
-        return f"== {outcome.source}\nerror: {outcome.error}\n\n"
-    rec = outcome.result["recommendation"]
-    return visible(f"== {outcome.source}\nNEXT STEP ({rec['stage']}): {rec['summary']} "
-                   f"[{rec['rule']}]\n\n")
 
 
 def _progress():

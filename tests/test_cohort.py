@@ -125,3 +125,22 @@ def test_rules_diff_over_a_cohort(tmp_path) -> None:
     line = next(l for l in out.splitlines() if l.strip().startswith("add quinacrine"))
     assert line.split()[-4] == "4"  # the count column
     assert line.count(str(clinic)) == 3  # three examples, not four
+
+
+def test_lines_rendered_in_the_worker_are_the_lines_of_the_full_results(tmp_path) -> None:
+    """With a view, each worker renders the output line and sends back only what the
+    summary counts: the lines and the summary are those of the full results."""
+    folder = folder_with_a_bad_record(tmp_path)
+    full = list(cohort.evaluate_stream(cohort.records([folder]), jobs=2))
+    for view, render in cohort.VIEWS.items():
+        slim = list(cohort.evaluate_stream(cohort.records([folder]), jobs=2, view=view,
+                                           keep_result=False))
+        assert [o.line for o in slim] == [render(o) for o in full]
+        a, b = cohort.Summary(), cohort.Summary()
+        for o in full:
+            a.add(o)
+        for o in slim:
+            b.add(o)
+        assert a.text() == b.text() and a.failed == 1
+    kept = list(cohort.evaluate_stream(cohort.records([folder]), view="csv"))
+    assert [o.result for o in kept] == [o.result for o in full]  # keep_result: whole

@@ -38,11 +38,13 @@ class Record:
 
 @dataclass
 class Outcome:
-    """The result (contract JSON, as a dict) or the one-line error, for one record."""
+    """The result (contract JSON, as a dict) or the one-line error, for one record; with
+    a view, also its output line, rendered where it was evaluated."""
 
     source: str
     result: dict[str, Any] | None = None
     error: str | None = None
+    line: str | None = None
 
 
 def records(paths: Iterable[str | Path]) -> Iterator[Record | Outcome]:
@@ -182,9 +184,24 @@ def evaluate_records(items: Iterable[Record | Outcome], rules_dir: str | None = 
             yield from evaluate_all(item, ruleset)
 
 
-def _evaluate_chunk(args: tuple[list[Record | Outcome], str | None]) -> list[Outcome]:
-    items, rules_dir = args
-    return list(evaluate_records(items, rules_dir))
+def _finish(outcome: Outcome, view: str | None, keep_result: bool) -> Outcome:
+    """Render the output line where the patient was evaluated; without keep_result,
+    only what the closing summary counts travels back (a worker's result is otherwise
+    pickled whole, ~30 kB, for the parent to read three fields of it)."""
+    if view is not None:
+        outcome.line = VIEWS[view](outcome)
+    if not keep_result and outcome.result is not None:
+        r = outcome.result
+        outcome.result = {
+            "recommendation": {k: r["recommendation"][k] for k in ("action", "stage")},
+            "warnings": [w for w in r["warnings"] if w["severity"] == "critical"]}
+    return outcome
+
+
+def _evaluate_chunk(args: tuple[list[Record | Outcome], str | None, str | None, bool]
+                    ) -> list[Outcome]:
+    items, rules_dir, view, keep_result = args
+    return [_finish(o, view, keep_result) for o in evaluate_records(items, rules_dir)]
 
 
 def _chunks(items: Iterable[Record | Outcome], size: int) -> Iterator[list[Record | Outcome]]:
@@ -199,18 +216,23 @@ def _chunks(items: Iterable[Record | Outcome], size: int) -> Iterator[list[Recor
 
 
 def evaluate_stream(items: Iterable[Record | Outcome], rules_dir: str | None = None,
-                    jobs: int = 1, chunk: int = 64) -> Iterator[Outcome]:
+                    jobs: int = 1, chunk: int = 64, view: str | None = None,
+                    keep_result: bool = True) -> Iterator[Outcome]:
     """Evaluate records on `jobs` processes, results in input order. At most a few
-    chunks per worker are in flight, so memory does not grow with the input."""
+    chunks per worker are in flight, so memory does not grow with the input. `view`
+    ("jsonl", "csv" or "text") renders each outcome's line in the worker; with
+    keep_result False the result keeps only what `Summary` counts."""
     if jobs <= 1:
-        yield from evaluate_records(items, rules_dir)
+        for outcome in evaluate_records(items, rules_dir):
+            yield _finish(outcome, view, keep_result)
         return
     _load(rules_dir)  # rule errors surface here, before any worker starts
     from concurrent.futures import ProcessPoolExecutor  # only for a pool: ~5 ms to import
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         pending: list[Any] = []
         for part in _chunks(items, chunk):
-            pending.append(pool.submit(_evaluate_chunk, (part, rules_dir)))
+            pending.append(pool.submit(_evaluate_chunk,
+                                       (part, rules_dir, view, keep_result)))
             while len(pending) > 2 * jobs:
                 yield from pending.pop(0).result()
         for future in pending:
@@ -244,6 +266,18 @@ def csv_row(outcome: Outcome) -> str:
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerow(row)
     return out.getvalue()
+
+
+def text_line(outcome: Outcome) -> str:
+    """The step of one patient, for a terminal."""
+    if outcome.result is None:
+        return f"== {outcome.source}\nerror: {outcome.error}\n\n"
+    rec = outcome.result["recommendation"]
+    return visible(f"== {outcome.source}\nNEXT STEP ({rec['stage']}): {rec['summary']} "
+                   f"[{rec['rule']}]\n\n")
+
+
+VIEWS = {"jsonl": jsonl_line, "csv": csv_row, "text": text_line}
 
 
 @dataclass
