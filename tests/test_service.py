@@ -467,3 +467,30 @@ def test_order_sign_methotrexate_with_cytopenia_is_critical(server: Server) -> N
                                 [order("methotrexate", 15, "wk")])
     card = server.post(OS, body).json()["cards"][0]
     assert card["indicator"] == "critical", card
+
+
+def test_order_sign_renewing_a_held_drug_is_critical(server: Server) -> None:
+    """Methotrexate taken, neutrophils 0.8: the step holds it, so an order to renew it
+    is critical (it was "info": a current drug is not 'excluded')."""
+    def held(record: dict) -> None:
+        record["treatments"].append({"drug": "methotrexate", "start": "2026-06-01",
+                                     "dose_mg_per_week": 15})
+        record["labs"]["neutrophils"] = {"value": 0.8, "date": "2026-11-15"}
+    body = _request_from_record("antimalarial-refractory", held,
+                                [order("methotrexate", 15, "wk")])
+    card = server.post(OS, body).json()["cards"][0]
+    assert card["indicator"] == "critical", card
+    assert "monitoring.cytopenia.hold" in card["detail"]
+
+
+def test_order_sign_with_standing_critical_warnings_is_never_bare_info(server: Server) -> None:
+    """Severe cytopenia of unknown cause: no rule excludes acitretin, but the order card
+    lists the critical warnings and the suggested step."""
+    def cytopenic(record: dict) -> None:
+        record["diagnosis"]["subtype"] = "DLE"
+        record["labs"]["platelets"] = {"value": 40, "date": "2026-11-15"}
+        record["labs"]["neutrophils"] = {"value": 0.8, "date": "2026-11-15"}
+    body = _request_from_record("antimalarial-refractory", cytopenic, [order("acitretin", 25)])
+    card = server.post(OS, body).json()["cards"][0]
+    assert card["indicator"] == "warning", card
+    assert "safety.cytopenia.severe" in card["detail"]

@@ -104,14 +104,20 @@ def order_sign_cards(patient: Patient, orders: list[tuple[str | None, str, Any]]
                      ruleset: Any, codemap: CodeMap, input_sha256: str,
                      report: Any = None) -> tuple[list[dict[str, Any]], Explanation]:
     """Each draft order checked as a candidate for this patient: a drug a safety rule
-    excludes, or one whose start would raise a critical warning (a pregnancy test
-    missing, a dose above the limit, a pair never given together), gets a critical card
-    that says why and what to do instead. `orders` are (drug or None, label, dose)."""
+    excludes, one the suggested step stops (a hold at a low count), or one whose start
+    would raise a critical warning (a pregnancy test missing, a dose above the limit, a
+    pair never given together), gets a critical card that says why and what to do
+    instead; any other order for a patient with critical warnings gets a warning card
+    listing them, never a bare "info". `orders` are (drug or None, label, dose)."""
     base = evaluate_patient(patient, ruleset, input_sha256, report)
     excluded: dict[str, list[str]] = {}
     for e in base.result.excluded:
         excluded.setdefault(e.drug, []).append(f"{e.reason} (`{e.rule}`)")
     instead = base.result.recommendation
+    stopping = set(instead.stops or []) | ({instead.drug} if instead.action == "stop"
+                                           and instead.drug else set())
+    standing = [f"{w.message} (`{w.rule}`)" for w in base.result.warnings
+                if w.severity == "critical"]
     cards: list[dict[str, Any]] = []
     for drug, label, dose in orders:
         if drug is None:
@@ -121,6 +127,9 @@ def order_sign_cards(patient: Patient, orders: list[tuple[str | None, str, Any]]
                                      base))
             continue
         reasons = list(excluded.get(drug, []))
+        if drug in stopping:  # e.g. a renewal of a drug held at a low blood count
+            reasons.append(f"The suggested step stops it: {instead.summary} "
+                           f"(`{instead.rule}`)")
         trial = _with_course(patient, drug, dose)
         before = {(w.rule, w.message) for w in base.result.warnings if w.severity == "critical"}
         if trial is not None:
@@ -137,6 +146,13 @@ def order_sign_cards(patient: Patient, orders: list[tuple[str | None, str, Any]]
                                "excludes it for this patient", detail, base)
             card["overrideReasons"] = OVERRIDE_REASONS
             cards.append(card)
+        elif standing:  # nothing against this drug, but the patient has critical warnings
+            detail = "\n".join(["No safety rule excludes it, but this patient has critical "
+                                 "warnings:", ""] + [f"- {x}" for x in standing]
+                                + ["", f"**Suggested step:** {instead.summary} "
+                                   f"(`{instead.rule}`)", "", f"_{base.result.disclaimer}_"])
+            cards.append(_order_card("warning", f"{drug.replace('_', ' ')}: check the "
+                                     "patient's critical warnings first", detail, base))
         else:
             cards.append(_order_card("info", f"{drug.replace('_', ' ')}: no cledecide safety "
                                      "rule excludes it", "Checked against every safety rule "
