@@ -296,6 +296,14 @@ class TraceEntry(_Out):
     asserted: str
 
 
+class EngineInfo(_Out):
+    """The code that applied the rules: the same rule set can advise differently under
+    another version of the engine."""
+
+    name: str
+    sha256: str
+
+
 class Result(_Out):
     """The machine contract of `cledecide evaluate --format json`."""
 
@@ -313,3 +321,4 @@ class Result(_Out):
     trace: list[TraceEntry]
     disclaimer: str
     courses: list[CourseSummary] = Field(default_factory=list)
+    engine: EngineInfo | None = None

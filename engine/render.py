@@ -93,8 +93,10 @@ def to_text(ex: Explanation) -> str:
     for key, citation in ex.references.items():
         out += _wrap(f"[{key}] {citation}", "    ", "  ")
     out.append("")
+    engine = f"; engine sha256 {r.engine.sha256[:16]}" if r.engine else ""
     out += _wrap(f"Rule set {r.ruleset.name} {r.ruleset.version} ({ex.ruleset_status}), "
-                 f"sha256 {r.ruleset.sha256[:16]}; input sha256 {r.input_sha256[:16]}",
+                 f"sha256 {r.ruleset.sha256[:16]}{engine}; input sha256 "
+                 f"{r.input_sha256[:16]}",
                  "", "")
     out.append(r.disclaimer)
     return "\n".join(visible(line) for line in out) + "\n"

@@ -50,11 +50,9 @@ class Probe:
 def _code_digest() -> str:
     import pydantic
     import yaml
-    h = hashlib.sha256(f"{FORMAT}|{sys.version}|{pydantic.VERSION}|{yaml.__version__}"
-                       .encode())
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()
+    from .explain import engine_sha256
+    return hashlib.sha256(f"{FORMAT}|{sys.version}|{pydantic.VERSION}|{yaml.__version__}|"
+                          f"{engine_sha256()}".encode()).hexdigest()
 
 
 def probe(folder: Path | str) -> Probe | None:

@@ -29,8 +29,10 @@ def _short(text: str) -> str:
 
 def _source(explanation: Explanation) -> dict[str, Any]:
     rs = explanation.result.ruleset
+    engine = explanation.result.engine
     refs = "; ".join(sorted(explanation.references)[:6])
     return {"label": f"cledecide rule set {rs.name} {rs.version} ({rs.sha256[:12]})"
+                     + (f", engine {engine.sha256[:12]}" if engine else "")
                      + (f"; evidence: {refs}" if refs else ""),
             "topic": {"system": "urn:cledecide:rule", "code":
                       explanation.result.recommendation.rule}}
