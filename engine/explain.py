@@ -76,6 +76,10 @@ def _course(v: Any) -> CourseSummary:
 
 _YES_NO = {"yes": True, "no": False}  # the trace shows booleans as JSON true/false
 _trace = TraceEntry.maker()  # rule, kind, matched, asserted: ~26 per patient
+_exclusion = Exclusion.maker()  # drug, rule, reason: ~10 per patient
+_monitor = MonitoringItem.maker()  # what, when, rule, reason
+_warning = Warning.maker()  # severity, message, rule
+_missing = MissingData.maker()  # field, why
 
 
 def explain(ruleset: RuleSet, ev: Evaluation, decision: Decision,
@@ -96,12 +100,10 @@ def explain(ruleset: RuleSet, ev: Evaluation, decision: Decision,
             action=a.action, drug=a.drug, rule=a.rule_id,
             rationale=a.summary + ". " + (a.rule.spec.because.strip() if a.rule else a.note))
             for a in decision.alternatives],
-        excluded=[Exclusion.build(drug=e.drug, rule=e.rule, reason=e.reason)
-                  for e in decision.excluded],
-        monitoring=[MonitoringItem.build(what=m.what, when=m.when, rule=m.rule, reason=m.reason)
-                    for m in decision.monitoring],
-        warnings=[Warning.build(severity=s, message=m, rule=r) for s, m, r in decision.warnings],
-        missing_data=[MissingData.build(field=f, why=w) for f, w in decision.missing_data],
+        excluded=[_exclusion(e.drug, e.rule, e.reason) for e in decision.excluded],
+        monitoring=[_monitor(m.what, m.when, m.rule, m.reason) for m in decision.monitoring],
+        warnings=[_warning(s, m, r) for s, m, r in decision.warnings],
+        missing_data=[_missing(f, w) for f, w in decision.missing_data],
         trace=[_trace(f.rule.id, f.rule.kind,
                       {k: _YES_NO.get(v, v) if type(v) is str else v
                        for k, v in f.matched.items()},
