@@ -666,9 +666,15 @@ def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
     seen = {(rec.action, rec.drug)}
     # A step that stops drugs is not undone by an alternative that keeps one of them.
     stopped = set(rec.stops) | ({rec.drug} if rec.action == "stop" and rec.drug else set())
+    spec = rec.rule.spec.then.recommend if rec.rule is not None else None
+    holds = bool(spec and spec.holds_starts and not rec.engine_rule)
     unique_alts = []
     for alt in alternatives:
         if alt.drug in stopped and alt.action in KEEPING:
+            continue
+        if holds and alt.drug and alt.action in STARTING:  # "no new drug now"
+            split.waiting.setdefault(alt.drug, f"waits: no new drug starts while the step "
+                                     f"is {rec.rule_id}: {rec.rule.spec.title}")
             continue
         if (alt.action, alt.drug) not in seen:
             seen.add((alt.action, alt.drug))

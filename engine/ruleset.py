@@ -192,6 +192,10 @@ class RecommendSpec(_Strict):
     # For a stop of several possible drugs: the step names the current ones among these
     # (drug: the first; stops: all of them).
     among: list[Drug] | None = None
+    # "No new drug now" (an infection, a cytopenia of unknown cause): while this is the
+    # chosen step, steps that start a drug are not offered as alternatives; "why not"
+    # says they wait for it.
+    holds_starts: bool = False
 
 
 class MonitorSpec(_Strict):
