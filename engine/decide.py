@@ -351,6 +351,11 @@ UNJUDGED_RULE = "engine.course-unjudged"
 KEEPING = ("continue", "increase", "reintroduce", "start", "add")
 
 
+def stopped_by(action: str, drug: str | None, stops: Any) -> set[str]:
+    """The drugs a step stops: those it names in `stops`, and its drug if it is a stop."""
+    return set(stops or ()) | ({drug} if action == "stop" and drug else set())
+
+
 def _unjudged(ev: Evaluation, c: Candidate) -> list[str]:
     """Drugs a step would stop although their response has not been judged."""
     return [d for d in c.stops if ev.courses.get(d) is not None
@@ -665,7 +670,7 @@ def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
         requests.setdefault("treatments[].response", rec.note)
     seen = {(rec.action, rec.drug)}
     # A step that stops drugs is not undone by an alternative that keeps one of them.
-    stopped = set(rec.stops) | ({rec.drug} if rec.action == "stop" and rec.drug else set())
+    stopped = stopped_by(rec.action, rec.drug, rec.stops)
     spec = rec.rule.spec.then.recommend if rec.rule is not None else None
     holds = bool(spec and spec.holds_starts and not rec.engine_rule)
     unique_alts = []

@@ -30,6 +30,7 @@ from . import conditions as C
 from .errors import RuleError
 from .facts import fact_specs
 from .load import read_bytes
+from .models import bare
 from .parsecache import cache_dir, prune, read_trusted, write_atomic
 from .ruleset import (RULE_FILE_LIMIT, DrugEntry, EvidenceEntry, Provenance, Rule,
                       RuleSet, RuleSpec, _rules_hash)
@@ -149,12 +150,7 @@ def _construct(model: type[BaseModel], data: dict[str, Any]) -> BaseModel:
         raise ValueError(f"{model.__name__}: fields differ")
     values = {name: data[name] if convert is None else convert(data[name])
               for name, convert in plan}
-    obj = model.__new__(model)
-    object.__setattr__(obj, "__dict__", values)
-    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
-    return obj
+    return bare(model, values, set(values))
 
 
 Convert = Callable[[Any], Any]

@@ -8,6 +8,7 @@ from typing import Any
 
 from . import evaluate_patient
 from .engine.codemap import CodeMap
+from .engine.decide import stopped_by
 from .engine.explain import Explanation
 from .engine.models import Patient
 
@@ -116,8 +117,7 @@ def order_sign_cards(patient: Patient, orders: list[tuple[str | None, str, Any]]
     for e in base.result.excluded:
         excluded.setdefault(e.drug, []).append(f"{e.reason} (`{e.rule}`)")
     instead = base.result.recommendation
-    stopping = set(instead.stops or []) | ({instead.drug} if instead.action == "stop"
-                                           and instead.drug else set())
+    stopping = stopped_by(instead.action, instead.drug, instead.stops)
     standing = [f"{w.message} (`{w.rule}`)" for w in base.result.warnings
                 if w.severity == "critical"]
     cards: list[dict[str, Any]] = []
