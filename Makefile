@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 install: $(BIN)/python
-	$(BIN)/python -m pip install --quiet ".[test]"
+	$(BIN)/python -m pip install --quiet --editable ".[test]"
 
 demo: install
 	$(BIN)/cledecide evaluate examples/refractory-neuropathy.yaml

@@ -23,7 +23,7 @@ from cledecide.engine.compile import compile_rules
 from cledecide.engine.evaluate import evaluate
 from cledecide.engine.facts import patient_facts
 from cledecide.engine.models import Patient
-from cledecide.cohort import settle
+from cledecide.cohort.stream import settle
 from cledecide.reviewer.reference import ClosureRules
 from cledecide.reviewer.space import random_patient
 

@@ -24,8 +24,8 @@ import httpx
 
 from cledecide import default_rules_dir, evaluate_patient, load_ruleset, patients_of
 from cledecide.engine.load import parse
-from cledecide.reviewer.fhir_bundle import hook_request
-from cledecide.server import dev_setup, dev_token
+from cledecide.fhir_r4.export import hook_request
+from cledecide.service.server import dev_setup, dev_token
 
 ROOT = Path(__file__).resolve().parent.parent
 FHIR = ROOT / "examples" / "fhir"

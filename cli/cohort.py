@@ -9,7 +9,8 @@ from typing import Any, Callable
 
 import typer
 
-from cledecide import CledecideError, cohort
+from .. import CledecideError
+from ..cohort import stream as cohort
 
 
 def run_cohort(paths: list[str], fmt: str, rules_dir: str | None, jobs: int | None,
@@ -19,7 +20,7 @@ def run_cohort(paths: list[str], fmt: str, rules_dir: str | None, jobs: int | No
     cohort.load_rules(rules_dir)  # a broken rule set: one error, nothing run
     log = None
     if audit is not None:
-        from cledecide.audit import AuditLog, record_result
+        from ..service.audit import AuditLog, record_result
         log = AuditLog(audit)
     summary = cohort.Summary()
     view = "jsonl" if fmt == "json" else fmt

@@ -10,8 +10,8 @@ from typing import NoReturn, Optional
 
 import typer
 
-from cledecide import CledecideError, evaluate_file, to_json, to_text
-from cledecide.engine.safetext import visible
+from .. import CledecideError, evaluate_file, to_json, to_text
+from ..engine.safetext import visible
 SCHEMA_KINDS = ("patient", "result", "rules", "ruleset", "drugs", "evidence")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -76,7 +76,7 @@ def guarded(func, *args, **kwargs):
 
 def _version(value: bool) -> None:
     if value:
-        from cledecide import __version__
+        from .. import __version__
         typer.echo(f"cledecide {__version__}")
         raise typer.Exit(0)
 
@@ -104,7 +104,7 @@ def evaluate(patients: list[str] = typer.Argument(
                                                   "evaluation to this audit database.")
              ) -> None:
     """Suggest one next treatment step for each patient, with why and why not."""
-    from cledecide.cohort import is_one_record
+    from ..cohort.stream import is_one_record
     if len(patients) == 1 and is_one_record(patients[0]):
         if fmt in (None, Format.text, Format.json):  # one patient: the contract output
             explanation = guarded(_one_or_none, patients[0], rules)
@@ -115,14 +115,14 @@ def evaluate(patients: list[str] = typer.Argument(
                     guarded(_audit, audit, explanation, patients[0])
                 emit(to_json(explanation) if fmt is Format.json else to_text(explanation))
                 return
-    from cledecide.cli.cohort import run_cohort
+    from .cohort import run_cohort
     raise typer.Exit(guarded(run_cohort, patients, (fmt or Format.jsonl).value,
                              str(rules) if rules else None, jobs, emit, audit))
 
 
 def _audit(path: Path, explanation, source: str) -> None:
-    from cledecide.audit import AuditLog, record_result
-    from cledecide.engine.render import result_dict
+    from ..service.audit import AuditLog, record_result
+    from ..engine.render import result_dict
     log = AuditLog(path)
     try:
         record_result(log, result_dict(explanation), "cli", Path(source).name)
@@ -133,7 +133,7 @@ def _audit(path: Path, explanation, source: str) -> None:
 def _one_or_none(path: str, rules: Optional[Path]):
     """One patient's explanation, or None when the file holds several (a FHIR Bundle
     of a clinic's patients is a cohort)."""
-    from cledecide import ManyPatients
+    from .. import ManyPatients
     try:
         return evaluate_file(path, rules)
     except ManyPatients:
@@ -143,7 +143,7 @@ def _one_or_none(path: str, rules: Optional[Path]):
 @app.command()
 def schema(kind: str = typer.Argument(..., help=f"One of: {', '.join(SCHEMA_KINDS)}.")) -> None:
     """Print a JSON Schema (2020-12) for editors and other tools."""
-    from cledecide.engine.schema import SCHEMAS, schema as schema_of
+    from ..schemas import SCHEMAS, schema as schema_of
     if kind not in SCHEMAS:
         fail(f"unknown schema '{kind}'; choose one of {', '.join(SCHEMAS)}")
     emit(json.dumps(schema_of(kind), indent=2, sort_keys=True) + "\n")
@@ -165,7 +165,7 @@ def import_fhir(bundle: Path = typer.Argument(..., help="A FHIR R4 Bundle or CDS
                                                     "(default: Bundle.timestamp, else today).")
                 ) -> None:
     """Print the patient record a FHIR input maps to, and what was used, ignored and why."""
-    from cledecide.fhir import import_text
+    from ..fhir_r4.files import import_text
     emit(guarded(import_text, bundle, rules, _date_option(as_of)))
 
 
@@ -176,7 +176,7 @@ def export_fhir(patient: Path = typer.Argument(..., help="A patient record (YAML
                                          "extra resources, several codings, mixed references.")
                 ) -> None:
     """Print a patient record as a FHIR R4 Bundle (the FHIR twin of an example)."""
-    from cledecide.fhir import export_text
+    from ..fhir_r4.files import export_text
     emit(guarded(export_text, patient, rules, ehr))
 
 
@@ -190,10 +190,10 @@ def _date_option(text: str | None):
         fail(f"--as-of must be a date written YYYY-MM-DD, got {text!r}")
 
 
-from cledecide.cli import review  # noqa: E402  (registers the `rules` commands)
+from . import review  # noqa: E402  (registers the `rules` commands)
 
 review.register(rules_app, guarded, fail, emit)
-from cledecide.cli import serve as _serve  # noqa: E402
+from . import serve as _serve  # noqa: E402
 
 _serve.register(app, guarded, fail, emit)
 review.register_more(rules_app, guarded, fail, emit)

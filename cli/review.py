@@ -12,7 +12,7 @@ class _Lazy:
     """Import the reviewer library only when a reviewer command runs (faster evaluate)."""
 
     def __getattr__(self, name: str):
-        from cledecide.reviewer import review as module
+        from ..reviewer import review as module
         return getattr(module, name)
 
 

@@ -1,5 +1,5 @@
 """`cledecide serve` (the CDS Hooks service), its development issuer, and `cledecide
-audit`: thin commands over cledecide.server and cledecide.audit."""
+audit`: thin commands over cledecide.service.server and cledecide.service.audit."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,7 +33,7 @@ def register(app: typer.Typer, guarded, fail, emit) -> None:
         """Serve discovery, patient-view, order-sign and feedback (CDS Hooks 2.0)."""
         if ctx.invoked_subcommand is not None:
             return
-        from cledecide.server import serve as run
+        from ..service.server import serve as run
         guarded(run, host, port, str(rules) if rules else None,
                 str(config) if config else None, insecure_dev, workers)
 
@@ -42,20 +42,20 @@ def register(app: typer.Typer, guarded, fail, emit) -> None:
                                                 "key, JWKS and config."),
                   port: int = typer.Option(8080, "--port", min=1, max=65535)) -> None:
         """Make a development issuer (key pair, JWKS) and a config for 127.0.0.1."""
-        from cledecide.server import dev_setup as setup
+        from ..service.server import dev_setup as setup
         emit(guarded(setup, folder, port) + "\n")
 
     @serve_app.command("dev-token")
     def dev_token(folder: Path = typer.Argument(..., help="The dev-setup folder."),
                   audience: Optional[str] = typer.Option(None, "--aud")) -> None:
         """Print a signed token from the development issuer (what an EHR sends)."""
-        from cledecide.server import dev_token as token
+        from ..service.server import dev_token as token
         emit(guarded(token, folder, audience) + "\n")
 
     @audit_app.command("verify")
     def verify(path: Path = typer.Argument(..., help="The audit database.")) -> None:
         """Walk the hash chain; name the first row changed, removed or inserted."""
-        from cledecide.audit import verify as check
+        from ..service.audit import verify as check
         count, problems = guarded(check, path)
         if problems:
             for p in problems:
@@ -67,5 +67,5 @@ def register(app: typer.Typer, guarded, fail, emit) -> None:
     def show(path: Path = typer.Argument(..., help="The audit database."),
              limit: int = typer.Option(50, "--limit", min=1, max=100000)) -> None:
         """List the latest rows (patient ids appear only as keyed hashes)."""
-        from cledecide.audit import show as rows
+        from ..service.audit import show as rows
         emit(guarded(rows, path, limit))

@@ -3,30 +3,17 @@ a clinician reads. Nothing is re-derived here; it only arranges what the evaluat
 decide stages recorded."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from .decide import Decision, WhyNot
 from .evaluate import Evaluation, Fired
+from .identity import engine_sha256
 from .models import (Alternative, CourseSummary, EngineInfo, Exclusion, MissingData,
                      MonitoringItem, Recommendation, Result, RulesetInfo, TraceEntry, Warning)
 from .ruleset import RuleSet
 
 DISCLAIMER = "Decision support for a clinician; not a prescription."
-
-
-@lru_cache(maxsize=1)
-def engine_sha256() -> str:
-    """The sha256 of the engine's own source (every module of cledecide.engine, by name):
-    every result names it beside the rule set's hash, so that advice is traceable to the
-    code that gave it, not only to the rules."""
-    h = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)

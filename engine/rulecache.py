@@ -27,8 +27,10 @@ from typing import Any, Callable
 from pydantic import BaseModel
 
 from . import conditions as C
+from . import ruleset as checker
 from .errors import RuleError
 from .facts import fact_specs
+from .identity import engine_sha256
 from .load import read_bytes
 from .models import bare
 from .parsecache import cache_dir, prune, read_trusted, write_atomic
@@ -51,7 +53,6 @@ class Probe:
 def _code_digest() -> str:
     import pydantic
     import yaml
-    from .explain import engine_sha256
     return hashlib.sha256(f"{FORMAT}|{sys.version}|{pydantic.VERSION}|{yaml.__version__}|"
                           f"{engine_sha256()}".encode()).hexdigest()
 
@@ -199,3 +200,25 @@ def _converter(tp: Any) -> Convert | None:
         if tp is float:
             return float
     return None
+
+
+def load_ruleset(folder: Path | str) -> RuleSet:
+    """A checked RuleSet, or the first error (by file and line) as a RuleError. A rule
+    set checked before, with the same files and code, comes from this cache."""
+    found = probe(folder)
+    if found is not None:
+        cached = get(found, folder)
+        if cached is not None:
+            return cached
+    ruleset, findings = checker.check_folder(folder)
+    if ruleset is None:
+        # Unreadable files first: their rules are missing, which causes the rest.
+        errors = sorted((f for f in findings if f.severity == "error"),
+                        key=lambda f: (f.code != "format", f.file or "", f.line or 0))
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more errors; run 'cledecide rules check')" \
+            if len(errors) > 1 else ""
+        raise RuleError(first.message + more, first.file, first.line, first.field)
+    if found is not None:
+        put(found, ruleset)
+    return ruleset

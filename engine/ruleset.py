@@ -755,29 +755,6 @@ def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
     return ruleset, findings
 
 
-def load_ruleset(folder: Path | str) -> RuleSet:
-    """A checked RuleSet, or the first error (by file and line) as a RuleError. A rule
-    set checked before, with the same files and code, comes from engine/rulecache.py."""
-    from . import rulecache
-    found = rulecache.probe(folder)
-    if found is not None:
-        cached = rulecache.get(found, folder)
-        if cached is not None:
-            return cached
-    ruleset, findings = check_folder(folder)
-    if ruleset is None:
-        # Unreadable files first: their rules are missing, which causes the rest.
-        errors = sorted((f for f in findings if f.severity == "error"),
-                        key=lambda f: (f.code != "format", f.file or "", f.line or 0))
-        first = errors[0]
-        more = f" (and {len(errors) - 1} more errors; run 'cledecide rules check')" \
-            if len(errors) > 1 else ""
-        raise RuleError(first.message + more, first.file, first.line, first.field)
-    if found is not None:
-        rulecache.put(found, ruleset)
-    return ruleset
-
-
 def default_rules_dir() -> Path:
     """The rule set shipped inside the package."""
     from importlib.resources import files

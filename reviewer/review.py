@@ -10,7 +10,8 @@ import yaml
 from . import analysis
 from ..engine.errors import RuleError
 from ..engine.load import load_file
-from ..engine.ruleset import Finding, RuleSet, check_folder, default_rules_dir, load_ruleset
+from ..engine.rulecache import load_ruleset
+from ..engine.ruleset import Finding, RuleSet, check_folder, default_rules_dir
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ def check(folder: Path | str | None = None, samples: int = 1500,
     static analysis, the review dates and a search of the patient space."""
     path = _folder(folder)
     ruleset, findings = check_folder(path)
-    from ..engine.codemap import check_file
+    from ..fhir_r4.codemap import check_file
     findings = findings + [Finding("error", "fhir-map", m, f, line, fld)
                            for m, f, line, fld in check_file(path)]
     most = None
@@ -167,7 +168,7 @@ def _cohort_changes(d: "RuleDiff", a: RuleSet, b: RuleSet,
                     patients: list[str]) -> None:
     """Every patient of a cohort through both rule sets: old step -> new step counts,
     with up to three example patients (their sources) per cell."""
-    from cledecide.cohort import Outcome, evaluate_all, records
+    from ..cohort.stream import Outcome, evaluate_all, records
     for item in records(patients):
         if isinstance(item, Outcome):
             d.cohort_total += 1

@@ -87,7 +87,7 @@ def test_schema_command(kind: str) -> None:
 def test_patient_schema_accepts_examples() -> None:
     import jsonschema
     import yaml
-    from cledecide.engine.schema import schema
+    from cledecide.schemas import schema
     validator = jsonschema.Draft202012Validator(schema("patient"))
     for path in EXAMPLES.glob("*.yaml"):
         if path.name != "expected.yaml":

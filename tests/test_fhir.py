@@ -15,11 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from cledecide import evaluate_file, load_ruleset, patients_of
-from cledecide.engine.codemap import check_file, load_codemap
+from cledecide.fhir_r4.codemap import check_file, load_codemap
 from cledecide.engine.load import parse
 from cledecide.engine.models import Patient, Reproductive
 from cledecide.engine.ruleset import default_rules_dir
-from cledecide.reviewer.fhir_bundle import to_bundle
+from cledecide.fhir_r4.export import to_bundle
 from cledecide.reviewer.strategies import days_ago, patients
 
 from conftest import EXAMPLES

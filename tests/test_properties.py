@@ -24,7 +24,7 @@ from cledecide.engine.models import Patient
 from cledecide.engine.decide import ENGINE_RULES
 from cledecide.engine.dosing import daily_amounts
 from cledecide.engine.ruleset import check_folder, considered_fact, start_considered_fact
-from cledecide.engine.schema import schema
+from cledecide.schemas import schema
 from cledecide.engine.validate import validate_patient
 
 from conftest import RULES

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cledecide import evaluate_file, to_json, to_text
-from cledecide.engine.schema import schema
+from cledecide.schemas import schema
 
 from conftest import EXAMPLES, ROOT, RULES
 

@@ -11,7 +11,8 @@ import pytest
 
 from cledecide.engine import rulecache, ruleset as ruleset_module
 from cledecide.engine.errors import RuleError
-from cledecide.engine.ruleset import check_folder, load_ruleset
+from cledecide.engine.rulecache import load_ruleset
+from cledecide.engine.ruleset import check_folder
 
 from conftest import RULES
 

@@ -20,9 +20,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cledecide import evaluate_file
-from cledecide.audit import AuditLog
-from cledecide.reviewer.fhir_bundle import hook_request
-from cledecide.server import dev_setup, dev_token
+from cledecide.service.audit import AuditLog
+from cledecide.fhir_r4.export import hook_request
+from cledecide.service.server import dev_setup, dev_token
 
 from conftest import EXAMPLES
 from test_examples import CLI
@@ -436,10 +436,10 @@ def test_cli_cohort_audit_appends_a_row_per_patient(tmp_path: Path) -> None:
 def _request_from_record(name: str, change, orders: list[dict]) -> dict:
     """A shared example, changed the way a test needs, as an order-sign request."""
     import yaml
-    from cledecide.engine.codemap import load_codemap
+    from cledecide.fhir_r4.codemap import load_codemap
     from cledecide.engine.models import Patient
     from cledecide.engine.ruleset import default_rules_dir
-    from cledecide.reviewer.fhir_bundle import to_bundle
+    from cledecide.fhir_r4.export import to_bundle
     record = yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text())
     change(record)
     bundle = to_bundle(Patient.model_validate(record), load_codemap(default_rules_dir()))

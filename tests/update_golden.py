@@ -11,7 +11,7 @@ import json
 
 from cledecide import evaluate_file, to_text
 from cledecide.reviewer.review import graph
-from cledecide.engine.schema import SCHEMAS, schema
+from cledecide.schemas import SCHEMAS, schema
 
 ROOT = Path(__file__).resolve().parent.parent
 

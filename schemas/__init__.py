@@ -1,14 +1,15 @@
-"""JSON Schema (2020-12) documents generated from the models, so that editors can
-complete and check patient records and rule files while they are typed."""
+"""JSON Schema (2020-12) of every file format, generated from the models, so that editors
+can complete and check patient records and rule files while they are typed. The
+*.schema.json files beside this module are its output (tests/update_golden.py)."""
 from __future__ import annotations
 
 from typing import Any
 
 from pydantic import BaseModel
 
-from .codemap import CodeMapFile
-from .models import Patient, Result
-from .ruleset import DrugFile, EvidenceFile, Provenance, RuleFile
+from ..engine.models import Patient, Result
+from ..engine.ruleset import DrugFile, EvidenceFile, Provenance, RuleFile
+from ..fhir_r4.codemap import CodeMapFile
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {

@@ -174,7 +174,7 @@ def show(path: Path | str, limit: int = 50) -> str:
 
 def verify(path: Path | str) -> tuple[int, list[Problem]]:
     if not Path(path).is_file():
-        from .engine.errors import InputError
+        from ..engine.errors import InputError
         raise InputError("no audit database here", str(path))
     log = AuditLog(path)
     try:

@@ -11,7 +11,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from ..engine.codemap import CodeEntry, CodeMap
+from .codemap import CodeEntry, CodeMap
 from ..engine.models import Patient
 
 CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"

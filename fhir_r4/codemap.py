@@ -14,9 +14,9 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import vocabulary as V
-from .errors import RuleError
-from .load import Document, load_file
+from ..engine import vocabulary as V
+from ..engine.errors import RuleError
+from ..engine.load import Document, load_file
 
 MAP_FILE = "fhir-map.yaml"
 LOCAL_PREFIX = "urn:cledecide:"
@@ -212,7 +212,7 @@ def load_codemap(rules_dir: Path | str) -> CodeMap:
 
 @lru_cache(maxsize=4)
 def _load(folder: str) -> CodeMap:
-    from .validate import model_from_document
+    from ..engine.validate import model_from_document
     path = Path(folder) / MAP_FILE
     if not path.exists():
         raise RuleError(f"missing {MAP_FILE}: FHIR input needs the code map", str(path))
@@ -238,7 +238,7 @@ def check_file(folder: Path | str) -> list[tuple[str, str, int | None, str | Non
     path = Path(folder) / MAP_FILE
     if not path.exists():
         return []
-    from .validate import model_from_document
+    from ..engine.validate import model_from_document
     try:
         doc = load_file(path, RuleError)
         spec = model_from_document(CodeMapFile, doc, RuleError)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from . import evaluate_patient
-from .engine.codemap import CodeMap
-from .engine.decide import stopped_by
-from .engine.explain import Explanation
-from .engine.models import Patient
+from ..engine.pipeline import evaluate_patient
+from ..fhir_r4.codemap import CodeMap
+from ..engine.decide import stopped_by
+from ..engine.explain import Explanation
+from ..engine.models import Patient
 
 SUMMARY_MAX = 140
 STARTS = ("start", "add", "switch", "reintroduce")

@@ -18,8 +18,8 @@ from decimal import Decimal
 from typing import Any, Iterable
 
 from .codemap import CodeMap, Meaning
-from .errors import InputError
-from .load import Document, Path_, format_path, is_fhir  # noqa: F401 (re-exported)
+from ..engine.errors import InputError
+from ..engine.load import Document, Path_, format_path, is_fhir  # noqa: F401 (re-exported)
 
 # Statuses that make a value count, or say it was never real.
 OBS_FINAL = ("final", "amended", "corrected")

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .engine.errors import CledecideError
-from .engine.load import MAX_FILE_BYTES, parse, read_bytes
-from .engine.safetext import visible
+from ..engine.errors import CledecideError
+from ..engine.load import MAX_FILE_BYTES, parse, read_bytes
+from ..engine.safetext import visible
 
 PATIENT_SUFFIXES = (".yaml", ".yml", ".json")
 MAX_LINE_BYTES = MAX_FILE_BYTES  # one JSON Lines record
@@ -122,7 +122,8 @@ def load_rules(rules_dir: str | None) -> Any:
 
 
 def _load(rules_dir: str | None) -> Any:
-    from . import default_rules_dir, load_ruleset
+    from ..engine.rulecache import load_ruleset
+    from ..engine.ruleset import default_rules_dir
     key = rules_dir or ""
     if _worker.get("key") != key or "ruleset" not in _worker:
         _worker["ruleset"] = load_ruleset(rules_dir or default_rules_dir())
@@ -142,18 +143,19 @@ def settle() -> None:
 
 def evaluate_all(record: Record, ruleset: Any) -> list[Outcome]:
     """Every patient of one record (a FHIR Bundle may hold several), in order."""
-    from . import evaluate_patient, patients_of
-    from .engine.load import is_fhir
-    from .engine.render import result_dict
+    from ..engine.pipeline import evaluate_patient
+    from ..fhir_r4.files import patients_of
+    from ..engine.load import is_fhir
+    from ..engine.render import result_dict
     try:
         doc = parse(record.raw, record.source)
         if not is_fhir(doc.data):
             (patient, report), = patients_of(doc, ruleset.folder)
             return [Outcome(record.source, result=result_dict(
                 evaluate_patient(patient, ruleset, doc.sha256, report)))]
-        from .engine.codemap import load_codemap
-        from .engine.fhir import import_fhir
-        from .engine.validate import validate_patient
+        from ..fhir_r4.codemap import load_codemap
+        from ..fhir_r4.bundle import import_fhir
+        from ..engine.validate import validate_patient
         items = import_fhir(doc, load_codemap(ruleset.folder))
     except CledecideError as exc:
         return [Outcome(record.source, error=visible(str(exc), True))]

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from .engine.errors import CledecideError, InputError
+from ..engine.errors import CledecideError, InputError
 
 SERVICES = {
     "cledecide-patient-view": ("patient-view", "CLE treatment: the suggested next step"),
@@ -155,9 +155,10 @@ class Service:
     """The CDS service's state: rules, code map, audit trail, one evaluation thread."""
 
     def __init__(self, config: Config, rules_dir: str | None) -> None:
-        from . import default_rules_dir, load_ruleset
+        from ..engine.rulecache import load_ruleset
+        from ..engine.ruleset import default_rules_dir
         from .audit import AuditLog
-        from .engine.codemap import load_codemap
+        from ..fhir_r4.codemap import load_codemap
         self.config = config
         folder = rules_dir or str(default_rules_dir())
         self.ruleset = load_ruleset(folder)
@@ -165,10 +166,10 @@ class Service:
         self.audit = AuditLog(config.audit)
         self.auth = None if config.insecure else Auth(config)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluate")
-        from .engine.compile import compile_rules
+        from ..engine.compile import compile_rules
         compile_rules(self.ruleset)  # warm: the first request costs only its evaluation
         _warm_fhir_models()
-        from .cohort import settle
+        from ..cohort.stream import settle
         settle()
 
     @property
@@ -198,10 +199,10 @@ class Service:
 
     def handle(self, sid: str, body: bytes) -> tuple[int, dict[str, Any]]:
         """One hook request (runs on the evaluation thread)."""
-        from .cds import order_sign_cards, patient_view_cards
-        from .engine.fhir import _dose, _Entry, _meaning, import_fhir
-        from .engine.load import Document
-        from .engine.validate import validate_patient
+        from .cards import order_sign_cards, patient_view_cards
+        from ..fhir_r4.bundle import _dose, _Entry, _meaning, import_fhir
+        from ..engine.load import Document
+        from ..engine.validate import validate_patient
         hook = SERVICES[sid][0]
         try:
             request = json.loads(body)
@@ -224,7 +225,7 @@ class Service:
             patient = validate_patient(imported[0].document)
             report = imported[0].report
             if hook == "patient-view":
-                from . import evaluate_patient
+                from ..engine.pipeline import evaluate_patient
                 explanation = evaluate_patient(patient, self.ruleset, digest, report)
                 cards = patient_view_cards(explanation, self.codemap)
             else:
@@ -508,7 +509,7 @@ def serve(host: str, port: int, rules_dir: str | None, config_path: str | None,
     os.environ["CLEDECIDE_SERVE"] = json.dumps({
         "host": host, "port": port, "config": config_path, "insecure": insecure_dev,
         "rules": rules_dir})
-    uvicorn.run("cledecide.server:worker_app", factory=True, workers=workers, **options)
+    uvicorn.run("cledecide.service.server:worker_app", factory=True, workers=workers, **options)
 
 
 # ------------------------------------------------------------------ development keys

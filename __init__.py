@@ -1,0 +1,36 @@
+"""cledecide: explainable decision support for cutaneous lupus erythematosus treatment.
+
+The library front door. Each folder is one job (README, "Map of the code"); the
+pipeline, one module per arrow in cledecide.engine:
+load -> validate -> compile -> evaluate -> decide -> explain -> render.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .engine.errors import CledecideError, EvaluationError, InputError, ManyPatients, RuleError
+from .engine.explain import DISCLAIMER, Explanation
+from .engine.load import load_file
+from .engine.models import Patient, Result
+from .engine.pipeline import evaluate_patient
+from .engine.render import to_json, to_text
+from .engine.rulecache import load_ruleset
+from .engine.ruleset import RuleSet, default_rules_dir
+from .fhir_r4.files import load_patient, patients_of
+
+__all__ = [
+    "CledecideError", "EvaluationError", "InputError", "ManyPatients", "RuleError",
+    "DISCLAIMER", "Explanation", "Patient", "Result", "RuleSet", "default_rules_dir",
+    "evaluate_patient", "evaluate_file", "load_patient", "patients_of", "load_ruleset",
+    "to_json", "to_text",
+]
+__version__ = "0.1.0"
+
+
+def evaluate_file(path: Path | str, rules_dir: Path | str | None = None) -> Explanation:
+    """The whole pipeline for one patient file; rules load (and are checked) first, so
+    nothing is evaluated on a broken rule set."""
+    ruleset = load_ruleset(rules_dir or default_rules_dir())
+    doc = load_file(path)
+    (patient, report), = patients_of(doc, ruleset.folder, single=True)
+    return evaluate_patient(patient, ruleset, doc.sha256, report)
