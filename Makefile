@@ -11,7 +11,8 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 install: $(BIN)/python
-	$(BIN)/python -m pip install --quiet --editable ".[test]"
+	@# editable: a checkout's own rules/ and code are what the commands use
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet --editable ".[test]"
 
 demo: install
 	$(BIN)/cledecide evaluate examples/refractory-neuropathy.yaml
