@@ -67,7 +67,7 @@ def main() -> None:
     dev_setup(folder, port)
     cli = Path(sys.executable).parent / "cledecide"
     proc = subprocess.Popen([str(cli), "serve", "--config", str(folder / "config.yaml"),
-                             "--port", str(port), "--workers", str(args.workers)],
+                             "--port", str(port), "--workers", str(args.workers), "--allow-draft"],
                             stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}/cds-services"
     try:

@@ -28,14 +28,17 @@ def register(app: typer.Typer, guarded, fail, emit) -> None:
               workers: int = typer.Option(1, "--workers", min=1, max=64, help="Worker "
                                           "processes; they share the audit chain and the "
                                           "seen tokens (see docs/service.md before "
-                                          "raising it).")
+                                          "raising it)."),
+              allow_draft: bool = typer.Option(False, "--allow-draft", help="Serve a rule "
+                                               "set that is not clinically approved (for "
+                                               "testing; every card says so).")
               ) -> None:
         """Serve discovery, patient-view, order-sign and feedback (CDS Hooks 2.0)."""
         if ctx.invoked_subcommand is not None:
             return
         from ..service.server import serve as run
         guarded(run, host, port, str(rules) if rules else None,
-                str(config) if config else None, insecure_dev, workers)
+                str(config) if config else None, insecure_dev, workers, allow_draft)
 
     @serve_app.command("dev-setup")
     def dev_setup(folder: Path = typer.Argument(..., help="Folder for the development "

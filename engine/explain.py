@@ -77,7 +77,8 @@ def explain(ruleset: RuleSet, ev: Evaluation, decision: Decision,
     result = Result.build(
         patient_id=ev.patient.id,
         as_of=ev.patient.as_of.isoformat(),
-        ruleset=RulesetInfo.build(name=prov.name, version=prov.version, sha256=ruleset.sha256),
+        ruleset=RulesetInfo.build(name=prov.name, version=prov.version, sha256=ruleset.sha256,
+                                  status=prov.status),
         input_sha256=input_sha256,
         recommendation=Recommendation.build(
             action=rec.action, drug=rec.drug, dose=rec.dose, stage=rec.stage,

@@ -230,6 +230,9 @@ class RulesetInfo(_Out):
     name: str
     version: str
     sha256: str
+    # Compatible addition: draft | approved | active | retired (ruleset.yaml). Only
+    # approved and active rule sets are clinically signed (engine/signoff.py).
+    status: str = "draft"
 
 
 class Recommendation(_Out):

@@ -8,6 +8,7 @@ from typing import Any
 
 from .explain import Explanation
 from .safetext import visible
+from .signoff import status_label
 
 WIDTH = 80
 
@@ -94,7 +95,7 @@ def to_text(ex: Explanation) -> str:
         out += _wrap(f"[{key}] {citation}", "    ", "  ")
     out.append("")
     engine = f"; engine sha256 {r.engine.sha256[:16]}" if r.engine else ""
-    out += _wrap(f"Rule set {r.ruleset.name} {r.ruleset.version} ({ex.ruleset_status}), "
+    out += _wrap(f"Rule set {r.ruleset.name} {r.ruleset.version} ({status_label(ex.ruleset_status)}), "
                  f"sha256 {r.ruleset.sha256[:16]}{engine}; input sha256 "
                  f"{r.input_sha256[:16]}",
                  "", "")

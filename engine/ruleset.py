@@ -22,6 +22,7 @@ from .errors import RuleError
 from .facts import FactSpec, fact_specs
 from .load import Document, format_path, load_file, parse, read_bytes
 from .models import Action, Drug, MonitoringWord, Severity, Stage
+from .signoff import ReviewRecord
 from .validate import model_from_document
 
 RULE_FILE_LIMIT = 1_000_000
@@ -46,6 +47,7 @@ class Threshold(_Strict):
     verify: bool = False
     # False: the number is a conservative choice that no cited source contains.
     number_in_source: bool = True
+    review: list[ReviewRecord] = Field(default_factory=list)  # engine/signoff.py
 
 
 DAYS_PER_UNIT = {"days": 1, "weeks": 7, "months": 30.44, "years": 365.25}
@@ -59,7 +61,9 @@ def threshold_days(threshold: Threshold) -> int:
 class Provenance(_Strict):
     name: Id
     version: Annotated[str, Field(min_length=1, max_length=40)]
-    status: Literal["draft", "active", "retired"]
+    # approved (or active): every active rule, drug entry and threshold carries a current
+    # approval (engine/signoff.py); check_folder refuses an untrue claim.
+    status: Literal["draft", "approved", "active", "retired"]
     last_reviewed: dt.date
     reviewers: list[str] = Field(min_length=1)
     review_interval_months: int = Field(default=12, ge=1, le=60)
@@ -178,6 +182,7 @@ class DrugEntry(_Strict):
     dosing: Dosing | None = None
     course: CourseProfile = Field(default_factory=CourseProfile)
     reproductive: ReproductiveProfile | None = None
+    review: list[ReviewRecord] = Field(default_factory=list)  # engine/signoff.py
 
 
 class DrugFile(_Strict):
@@ -273,6 +278,7 @@ class RuleSpec(_Strict):
     because: Text
     evidence: list[str] = Field(default_factory=list)
     last_reviewed: dt.date | None = None
+    review: list[ReviewRecord] = Field(default_factory=list)  # engine/signoff.py
 
 
 class RuleFile(_Strict):
@@ -412,7 +418,8 @@ def _generated_hash(rules: list[Rule]) -> tuple[str, str]:
     set's hash: a change to the generator changes the rules applied, so it changes the
     version every result names, although no rules file changed."""
     import json
-    made = sorted((r.spec.model_dump(mode="json") for r in rules), key=lambda d: d["id"])
+    made = sorted((r.spec.model_dump(mode="json", exclude={"review"}) for r in rules),
+                  key=lambda d: d["id"])
     text = json.dumps(made, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "(rules generated from drugs.yaml)", hashlib.sha256(text.encode()).hexdigest()
 
@@ -742,6 +749,7 @@ def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
     for cycle in _cycles(depends):
         findings.append(Finding("error", "circular", "circular derivation: "
                                 + " -> ".join(cycle), str(folder)))
+    findings += _signoff_findings(provenance, drugs, rule_docs, meta_doc, drug_doc)
     errors = [f for f in findings if f.severity == "error"]
     if errors:
         return None, findings
@@ -753,6 +761,35 @@ def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
         folder=str(folder), inactive=tuple(inactive), thresholds=dict(vocab.thresholds),
         files_sha256=files_sha)
     return ruleset, findings
+
+
+def _signoff_findings(provenance: Provenance, drugs: dict[str, DrugEntry],
+                      rule_docs: list[tuple[Document, RuleFile]], meta_doc: Document,
+                      drug_doc: Document) -> list[Finding]:
+    """Stale review records (warnings), and an `approved` status that is not true
+    (an error per unit without a current approval). Free when nothing is reviewed and
+    nothing claims approval (the shipped draft)."""
+    from .signoff import gate, is_approved, units
+    specs = [(doc, i, spec, rf.stage) for doc, rf in rule_docs
+             for i, spec in enumerate(rf.rules)]
+    if not is_approved(provenance.status) and not any(s.review for _, _, s, _ in specs) \
+            and not any(d.review for d in drugs.values()) \
+            and not any(t.review for t in provenance.thresholds.values()):
+        return []
+    lines: dict[tuple[str, str], tuple[str | None, int | None]] = {}
+    rules = []
+    for doc, i, spec, stage in specs:
+        if ("rule", spec.id) not in lines:  # a duplicate id is an error of its own
+            lines["rule", spec.id] = (doc.file, doc.line_of(("rules", i, "id")))
+            rules.append((spec, spec.stage or stage, spec.status == "active"))
+    for name in drugs:
+        lines["drug", name] = (drug_doc.file, drug_doc.line_of(("drugs", name)))
+    for name in provenance.thresholds:
+        lines["threshold", name] = (meta_doc.file, meta_doc.line_of(("thresholds", name)))
+    found = units(rules, drugs, provenance.thresholds, lambda k, n: lines[k, n])
+    return [Finding(severity, "review", message, u.file, u.line, None,  # type: ignore[arg-type]
+                    (u.id,) if u.kind == "rule" else ())
+            for severity, message, u in gate(provenance.status, found)]
 
 
 def default_rules_dir() -> Path:

@@ -11,6 +11,7 @@ from ..fhir_r4.codemap import CodeMap
 from ..engine.decide import stopped_by
 from ..engine.explain import Explanation
 from ..engine.models import Patient
+from ..engine.signoff import status_label
 
 SUMMARY_MAX = 140
 STARTS = ("start", "add", "switch", "reintroduce")
@@ -32,7 +33,9 @@ def _source(explanation: Explanation) -> dict[str, Any]:
     rs = explanation.result.ruleset
     engine = explanation.result.engine
     refs = "; ".join(sorted(explanation.references)[:6])
-    return {"label": f"cledecide rule set {rs.name} {rs.version} ({rs.sha256[:12]})"
+    # the status first: a draft rule set's card says so where the clinician reads it
+    return {"label": f"cledecide rule set {rs.name} {rs.version} "
+                     f"({status_label(rs.status)}; {rs.sha256[:12]})"
                      + (f", engine {engine.sha256[:12]}" if engine else "")
                      + (f"; evidence: {refs}" if refs else ""),
             "topic": {"system": "urn:cledecide:rule", "code":

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from ..engine.errors import CledecideError, InputError
+from ..engine.errors import CledecideError, InputError, RuleError
 
 SERVICES = {
     "cledecide-patient-view": ("patient-view", "CLE treatment: the suggested next step"),
@@ -485,15 +485,18 @@ def worker_app() -> Any:
 
 
 def serve(host: str, port: int, rules_dir: str | None, config_path: str | None,
-          insecure_dev: bool, workers: int = 1) -> None:
+          insecure_dev: bool, workers: int = 1, allow_draft: bool = False) -> None:
     """Start the service; without a config it refuses, unless --insecure-dev (loopback
-    only, no authentication, said loudly). Several workers (processes) share the audit
-    trail and the seen-token store, both SQLite."""
+    only, no authentication, said loudly). A rule set that is not clinically approved
+    (ruleset.yaml's status) is refused unless allow_draft; every card then says it is a
+    draft. Several workers (processes) share the audit trail and the seen-token store,
+    both SQLite."""
     import os
     import sys
 
     import uvicorn
     config = _config(host, port, config_path, insecure_dev)
+    _check_status(rules_dir, allow_draft)
     if config.insecure:
         print("WARNING: --insecure-dev: no authentication; loopback only; audit in "
               f"{config.audit}", file=sys.stderr)
@@ -510,6 +513,27 @@ def serve(host: str, port: int, rules_dir: str | None, config_path: str | None,
         "host": host, "port": port, "config": config_path, "insecure": insecure_dev,
         "rules": rules_dir})
     uvicorn.run("cledecide.service.server:worker_app", factory=True, workers=workers, **options)
+
+
+def _check_status(rules_dir: str | None, allow_draft: bool) -> None:
+    """Refuse a rule set no clinician signed, unless the operator says it is a test."""
+    import sys
+
+    from ..engine.rulecache import load_ruleset
+    from ..engine.ruleset import default_rules_dir
+    from ..engine.signoff import is_approved, status_label
+    folder = rules_dir or str(default_rules_dir())
+    prov = load_ruleset(folder).provenance
+    label = status_label(prov.status)
+    if is_approved(prov.status):
+        return
+    if not allow_draft:
+        raise RuleError(f"rule set {prov.name} {prov.version} is {label}; the service "
+                        "refuses it (give --allow-draft to serve it anyway, for testing: "
+                        "every card then says so)", str(Path(folder) / "ruleset.yaml"),
+                        None, "status")
+    print(f"WARNING: --allow-draft: rule set {prov.name} {prov.version} is {label}; every "
+          "card says so", file=sys.stderr)
 
 
 # ------------------------------------------------------------------ development keys

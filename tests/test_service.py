@@ -65,7 +65,8 @@ def running(folder: Path, *extra: str) -> Iterator[Server]:
     port = free_port()
     dev_setup(folder, port)
     proc = subprocess.Popen([CLI, "serve", "--config", str(folder / "config.yaml"),
-                             "--host", "127.0.0.1", "--port", str(port), *extra],
+                             "--host", "127.0.0.1", "--port", str(port), "--allow-draft",
+                             *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     srv = Server(folder, port)
     try:
@@ -132,6 +133,8 @@ def test_patient_view_card_for_every_example(server: Server, name: str) -> None:
     assert card["indicator"] in ("info", "warning", "critical")
     assert expected.rule in card["detail"] and card["source"]["topic"]["code"] == expected.rule
     assert "cle-default" in card["source"]["label"]
+    # the shipped rules are a draft: the card says so where the clinician reads it
+    assert "draft: not clinically approved" in card["source"]["label"]
     if expected.action in ("start", "add", "switch") and expected.drug:
         action = card["suggestions"][0]["actions"][0]
         assert action["resource"]["resourceType"] == "MedicationRequest"
@@ -311,6 +314,19 @@ def test_service_refuses_to_start_without_config() -> None:
     proc = subprocess.run([CLI, "serve", "--insecure-dev", "--host", "0.0.0.0", "--port",
                            str(free_port())], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "loopback" in proc.stderr
+
+
+def test_service_refuses_a_draft_rule_set_unless_allowed(tmp_path: Path) -> None:
+    """No clinician signed the shipped rules (status draft): serving them needs
+    --allow-draft, and the refusal says why and how, in one line, exit 2."""
+    port = free_port()
+    dev_setup(tmp_path, port)
+    proc = subprocess.run([CLI, "serve", "--config", str(tmp_path / "config.yaml"),
+                           "--port", str(port)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "draft: not clinically approved" in proc.stderr
+    assert "--allow-draft" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "audit.sqlite").exists()  # refused before anything started
 
 
 def test_two_workers_share_the_audit_chain_and_the_seen_tokens(tmp_path: Path) -> None:
