@@ -46,6 +46,29 @@ def register(app: typer.Typer, guarded: Callable, fail: Callable, emit: Callable
         if strict and report.warnings:
             raise typer.Exit(1)
 
+    @app.command("review")
+    def review_(unit: str = typer.Argument(..., help="A rule id, drug:NAME or threshold:NAME."),
+                verdict: str = typer.Option(..., "--verdict",
+                                            help="approved, changes_requested or rejected."),
+                by: str = typer.Option(..., "--by", help="The reviewer's name."),
+                role: str = typer.Option(..., "--role", help="The reviewer's role."),
+                comment: str = typer.Option("", "--comment"),
+                date: Optional[str] = typer.Option(None, "--date",
+                                                   help="Review date (default: today)."),
+                folder: Optional[Path] = typer.Option(None, "--rules", help="Rules folder.")
+                ) -> None:
+        """Sign one unit: append a review record, tied to its content hash, to its file."""
+        import datetime as dt
+        from ..rulebook.records import write_review
+        try:
+            day = dt.date.fromisoformat(date) if date else None
+        except ValueError:
+            fail(f"--date: must be a date (YYYY-MM-DD), got {date!r}")
+        target, record = guarded(write_review, unit, verdict, by, role, comment, folder, day)
+        emit(f"{target.file}:{target.line}: {target.kind} {target.id}: "
+             f"{record.verdict.replace('_', ' ')} by {record.by} ({record.role}), "
+             f"{record.date}, content sha256 {record.sha256[:12]}\n")
+
     @app.command("list")
     def list_(folder: Optional[Path] = typer.Argument(None, help="Rules folder.")) -> None:
         """The rules as a table: id, stage, priority, kind, title."""

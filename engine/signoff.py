@@ -161,3 +161,23 @@ def gate(status: str, found: Iterable[Unit]) -> list[tuple[str, str, Unit]]:
                         f"rule set's status '{status}' needs a current approval of every "
                         f"active rule, drug entry and threshold", u))
     return out
+
+
+def ruleset_units(ruleset: Any) -> list[Unit]:
+    """The active units of a checked RuleSet (rules generated from drugs.yaml are part of
+    their drug entries' review), with the FILE:LINE of each rule."""
+    rules = [r for r in ruleset.rules if not r.id.startswith("catalogue.")]
+    where = {("rule", r.id): (r.file, r.line) for r in rules}
+    return units([(r.spec, r.stage, True) for r in rules], ruleset.drugs,
+                 ruleset.provenance.thresholds, lambda k, n: where.get((k, n), (None, None)))
+
+
+def summary(status: str, found: Iterable[Unit]) -> str:
+    """One line for `rules check`: the status and how many units are in each state."""
+    table = counts(found)
+    total = {s: sum(table[k][s] for k in KINDS) for s in STATES}
+    units_n = sum(total.values())
+    parts = [f"{total[s]} {s.replace('_', ' ')}" for s in STATES if total[s]]
+    return (f"sign-off: rule set {status_label(status)}; {units_n} units (rules "
+            f"{sum(table['rule'].values())}, drug entries {sum(table['drug'].values())}, "
+            f"thresholds {sum(table['threshold'].values())}): {', '.join(parts)}")

@@ -20,6 +20,7 @@ class CheckReport:
     findings: list[Finding]
     ruleset: RuleSet | None
     most_matches: int | None = None  # rules matching one patient fact at once (max seen)
+    signoff: str | None = None  # the status and the review states, in one line
 
     @property
     def errors(self) -> list[Finding]:
@@ -44,7 +45,10 @@ def check(folder: Path | str | None = None, samples: int = 1500,
     findings = findings + [Finding("error", "fhir-map", m, f, line, fld)
                            for m, f, line, fld in check_file(path)]
     most = None
+    signoff = None
     if ruleset is not None:
+        from ..engine.signoff import ruleset_units, summary
+        signoff = summary(ruleset.provenance.status, ruleset_units(ruleset))
         static = analysis.static_findings(ruleset)
         findings = findings + static + analysis.review_due(ruleset, today or dt.date.today())
         if samples and not any(f.severity == "error" for f in static):
@@ -62,7 +66,7 @@ def check(folder: Path | str | None = None, samples: int = 1500,
             findings += limit
     findings = sorted(findings, key=lambda f: (f.severity != "error", f.code != "format",
                                                f.file or "", f.line or 0, f.code))
-    return CheckReport(str(path), findings, ruleset, most)
+    return CheckReport(str(path), findings, ruleset, most, signoff)
 
 
 def format_findings(report: CheckReport) -> str:
@@ -74,6 +78,8 @@ def format_findings(report: CheckReport) -> str:
         lines.append(f"durable_rules load: at most {report.most_matches} rules matched one "
                      f"patient fact at once in the search (it fails, error 303, past "
                      f"about 64 distinct ones)")
+    if report.signoff:
+        lines.append(report.signoff)
     lines.append(f"{len(report.errors)} errors, {len(report.warnings)} warnings in "
                  f"{report.folder}")
     return "\n".join(lines) + "\n"

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FOLDERS = ("engine", "fhir_r4", "service", "cohort", "reviewer", "cli", "schemas")
+FOLDERS = ("engine", "fhir_r4", "service", "cohort", "reviewer", "rulebook", "cli", "schemas")
 
 # What each folder may import (besides itself). The CLI is the top: it may use all.
 ALLOWED = {
@@ -17,6 +17,7 @@ ALLOWED = {
     "cohort": {"engine", "fhir_r4"},
     "service": {"engine", "fhir_r4", "cohort"},
     "reviewer": {"engine", "fhir_r4", "cohort"},
+    "rulebook": {"engine", "fhir_r4", "cohort", "reviewer"},
     "schemas": {"engine", "fhir_r4"},
     "cli": {"", *FOLDERS},
 }
