@@ -92,27 +92,8 @@ def to_bundle(patient: Patient, codemap: CodeMap, ehr: bool = False) -> dict[str
     if p.labs.g6pd is not None:
         b.observation("labs.g6pd", p.labs.g6pd.date, valueCodeableConcept=b.answer(
             spec.observations["labs.g6pd"].answers, p.labs.g6pd.value))
-    r = p.reproductive
-    if r is not None:
-        for name in ("childbearing_potential", "breastfeeding", "oestrogen_contraception",
-                     "planning_pregnancy", "partner_may_conceive", "condom_use",
-                     "planning_to_father"):
-            value = getattr(r, name)
-            if value != "unknown":
-                b.observation(f"reproductive.{name}", None, valueBoolean=value)
-        if r.pregnant != "unknown":
-            b.observation("reproductive.pregnant", None, valueCodeableConcept=b.answer(
-                spec.observations["reproductive.pregnant"].answers, r.pregnant))
-        if r.contraception != "unknown":
-            b.observation("reproductive.contraception", None, valueCodeableConcept=b.answer(
-                spec.observations["reproductive.contraception"].answers, r.contraception))
-        if r.contraception_since is not None:
-            b.observation("reproductive.contraception_since", None,
-                          valueDateTime=r.contraception_since.isoformat())
-        for when in r.negative_tests():
-            b.observation("reproductive.negative_pregnancy_tests", when,
-                          valueCodeableConcept=b.answer(spec.observations[
-                              "reproductive.negative_pregnancy_tests"].answers, "negative"))
+    if p.reproductive is not None:
+        _reproductive(b, p.reproductive)
     if p.smoker != "unknown":
         b.observation("smoker", None, valueBoolean=p.smoker)
     dx = p.diagnosis
@@ -152,6 +133,29 @@ def to_bundle(patient: Patient, codemap: CodeMap, ehr: bool = False) -> dict[str
         _extras(b)
     return {"resourceType": "Bundle", "type": "collection",
             "timestamp": f"{p.as_of.isoformat()}T12:00:00Z", "entry": b.entries}
+
+
+def _reproductive(b: _Builder, r: Any) -> None:
+    spec = b.map.spec
+    for name in ("childbearing_potential", "breastfeeding", "oestrogen_contraception",
+                 "planning_pregnancy", "partner_may_conceive", "condom_use",
+                 "planning_to_father"):
+        value = getattr(r, name)
+        if value != "unknown":
+            b.observation(f"reproductive.{name}", None, valueBoolean=value)
+    if r.pregnant != "unknown":
+        b.observation("reproductive.pregnant", None, valueCodeableConcept=b.answer(
+            spec.observations["reproductive.pregnant"].answers, r.pregnant))
+    if r.contraception != "unknown":
+        b.observation("reproductive.contraception", None, valueCodeableConcept=b.answer(
+            spec.observations["reproductive.contraception"].answers, r.contraception))
+    if r.contraception_since is not None:
+        b.observation("reproductive.contraception_since", None,
+                      valueDateTime=r.contraception_since.isoformat())
+    for when in r.negative_tests():
+        b.observation("reproductive.negative_pregnancy_tests", when,
+                      valueCodeableConcept=b.answer(spec.observations[
+                          "reproductive.negative_pregnancy_tests"].answers, "negative"))
 
 
 def _qty(value: float, unit: str, codemap: CodeMap) -> dict[str, Any]:

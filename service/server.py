@@ -200,7 +200,8 @@ class Service:
     def handle(self, sid: str, body: bytes) -> tuple[int, dict[str, Any]]:
         """One hook request (runs on the evaluation thread)."""
         from .cards import order_sign_cards, patient_view_cards
-        from ..fhir_r4.bundle import _dose, _Entry, _meaning, import_fhir
+        from ..fhir_r4.bundle import import_fhir
+        from ..fhir_r4.medications import read_draft_order
         from ..engine.load import Document
         from ..engine.validate import validate_patient
         hook = SERVICES[sid][0]
@@ -229,18 +230,11 @@ class Service:
                 explanation = evaluate_patient(patient, self.ruleset, digest, report)
                 cards = patient_view_cards(explanation, self.codemap)
             else:
-                from fhir.resources.R4B.medicationrequest import MedicationRequest
                 orders = []
                 for i, entry in enumerate(_draft_orders(context)):
-                    res = MedicationRequest.model_validate(entry)
-                    e = _Entry(res, ("context", "draftOrders", i), None)
-                    m = _meaning(self.codemap, res.medicationCodeableConcept, ("medication",))
-                    label = (res.medicationCodeableConcept.text if res.medicationCodeableConcept
-                             and res.medicationCodeableConcept.text else "a draft order")
-                    dose = _dose(res.dosageInstruction or [], self.codemap, e,
-                                 "dosageInstruction", m.value if m else "?", report) \
-                        if m else None
-                    orders.append((m.value if m else None, label, dose))
+                    o = read_draft_order(entry, self.codemap, ("context", "draftOrders", i),
+                                         report)
+                    orders.append((o.drug, o.label, o.dose))
                 if not orders:
                     return 400, {"error": "order-sign needs context.draftOrders with "
                                           "MedicationRequest entries"}
