@@ -151,7 +151,8 @@ def schema(kind: str = typer.Argument(..., help=f"One of: {', '.join(SCHEMA_KIND
 
 import_app = typer.Typer(help="Read records from other formats (FHIR R4).",
                          no_args_is_help=True)
-export_app = typer.Typer(help="Write records in other formats (FHIR R4 test data).",
+export_app = typer.Typer(help="Write records in other formats (FHIR R4 test data, the "
+                              "rule set as a PlanDefinition).",
                          no_args_is_help=True)
 app.add_typer(import_app, name="import")
 app.add_typer(export_app, name="export")
@@ -178,6 +179,13 @@ def export_fhir(patient: Path = typer.Argument(..., help="A patient record (YAML
     """Print a patient record as a FHIR R4 Bundle (the FHIR twin of an example)."""
     from ..fhir_r4.files import export_text
     emit(guarded(export_text, patient, rules, ehr))
+
+
+@export_app.command("plandefinition")
+def export_plandefinition(rules: Optional[Path] = RULES_OPTION) -> None:
+    """Print the rule set as a FHIR R4 PlanDefinition with its sign-off (validated)."""
+    from ..rulebook.plandefinition import export_text as plan_text
+    emit(guarded(plan_text, rules))
 
 
 def _date_option(text: str | None):

@@ -109,6 +109,27 @@ def register_more(app: typer.Typer, guarded: Callable, fail: Callable, emit: Cal
         emit(review.format_diff(guarded(review.diff, old, new, scenarios, examples,
                                         patients)))
 
+    @app.command("site")
+    def site(out: Path = typer.Argument(..., help="Folder to write the rulebook into."),
+             folder: Optional[Path] = typer.Option(None, "--rules", help="Rules folder."),
+             since: Optional[str] = typer.Option(
+                 None, "--since", help="The version to compare with on the changes page: "
+                 "a rules folder or a git ref (default: the newest commit whose "
+                 "ruleset.yaml is approved)."),
+             patients: Optional[list[str]] = typer.Option(
+                 None, "--patients", help="A cohort for the changes page's impact table."),
+             scenarios: Optional[Path] = typer.Option(None, "--scenarios")) -> None:
+        """Write the rule set as a static HTML rulebook that opens from disk."""
+        from ..rulebook.site import build
+        report = guarded(build, out, folder, since, patients, scenarios)
+        total = {s: sum(report.counts[k][s] for k in report.counts) for s in
+                 ("approved", "stale", "changes_requested", "rejected", "unreviewed")}
+        emit(f"{report.out}/index.html: {report.pages} pages ({report.rules} rules, "
+             f"{report.drugs} drugs, {report.thresholds} thresholds); status "
+             f"{report.status}; sign-off: " + ", ".join(f"{n} {s.replace('_', ' ')}"
+                                                       for s, n in total.items() if n)
+             + f"; scenarios {report.scenarios - report.failed}/{report.scenarios} pass\n")
+
     @app.command("graph")
     def graph(folder: Optional[Path] = typer.Argument(None, help="Rules folder."),
               fmt: str = typer.Option("mermaid", "--format", help="mermaid or dot.")) -> None:

@@ -1,0 +1,109 @@
+"""Conditions in plain words, for readers who do not read the rule language: each test
+with the fact's meaning, each named threshold with its value and unit."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..engine import conditions as C
+from ..engine.ruleset import RuleSet
+
+SYMBOL = {"ge": "≥", "gt": ">", "le": "≤", "lt": "<"}
+_WORD = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def human(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def thresholds_in(leaf: C.Leaf, ruleset: RuleSet) -> list[str]:
+    """The named thresholds a test reads (from the condition as written)."""
+    _, _, rest = leaf.text.partition(leaf.fact)
+    return [w for w in dict.fromkeys(_WORD.findall(rest)) if w in ruleset.thresholds]
+
+
+def threshold_text(name: str, ruleset: RuleSet) -> str:
+    t = ruleset.provenance.thresholds.get(name)
+    if t is not None:
+        return f"{number(t.value)} {t.unit}".strip()
+    return f"{number(ruleset.thresholds[name])} mg/kg/day (drugs.yaml dose limit)"
+
+
+def _as_leaf(node: C.Node) -> C.Leaf | None:
+    """`x == 5` is parsed into two tests (>= and <=) with one text: one leaf to a reader."""
+    if isinstance(node, C.All) and len(node.items) == 2 and all(
+            isinstance(i, C.Leaf) and i.op in ("ge", "le") for i in node.items):
+        texts = {i.text for i in node.items}  # type: ignore[union-attr]
+        if len(texts) == 1 and next(iter(texts)):
+            first = node.items[0]
+            assert isinstance(first, C.Leaf)
+            return C.Leaf(first.fact, "eq_number", first.value, first.text)
+    return node if isinstance(node, C.Leaf) else None
+
+
+def leaf_words(leaf: C.Leaf, ruleset: RuleSet) -> str:
+    """One test in words."""
+    if leaf.op == "derived":
+        return human(leaf.fact)
+    spec = ruleset.facts.get(leaf.fact)
+    what = spec.description if spec is not None else human(leaf.fact)
+    unit = spec.unit if spec is not None else ""
+    if leaf.op in ("unknown", "known"):
+        return f"{what}: {'not recorded (unknown)' if leaf.op == 'unknown' else 'recorded'}"
+    if leaf.op == "in":
+        return f"{human(leaf.fact)} is one of {', '.join(map(str, leaf.value))}"
+    if leaf.op == "eq" and spec is not None and spec.kind == "bool":
+        return what if leaf.value == "yes" else f"{what}: {leaf.value}"
+    if leaf.op == "eq":
+        return f"{human(leaf.fact)} is {leaf.value}"
+    names = thresholds_in(leaf, ruleset)
+    value = (f"{threshold_text(names[0], ruleset)} ({names[0]})" if names
+             else f"{number(leaf.value)} {unit}".strip())
+    symbol = "=" if leaf.op == "eq_number" else SYMBOL.get(leaf.op, leaf.op)
+    return f"{what} {symbol} {value}"
+
+
+def condition_words(node: C.Node, ruleset: RuleSet) -> str:
+    """A whole condition on one line."""
+    if node == C.TRUE:
+        return "always"
+    leaf = _as_leaf(node)
+    if leaf is not None:
+        return leaf_words(leaf, ruleset)
+    if isinstance(node, C.Not):
+        return f"not ({condition_words(node.item, ruleset)})"
+    assert isinstance(node, (C.All, C.Any_))
+    joiner = " and " if isinstance(node, C.All) else " or "
+    parts = [condition_words(i, ruleset) for i in node.items]
+    return joiner.join(p if _as_leaf(i) is not None else f"({p})"
+                       for p, i in zip(parts, node.items))
+
+
+def condition_tree(node: C.Node, ruleset: RuleSet,
+                   derivers: dict[str, list[str]]) -> dict[str, Any]:
+    """A condition for a template: groups with items, and leaves with their words, the
+    text as written, the thresholds they read and the rules deriving a derived fact."""
+    if node == C.TRUE:
+        return {"kind": "always"}
+    leaf = _as_leaf(node)
+    if leaf is not None:
+        return {"kind": "leaf", "words": leaf_words(leaf, ruleset), "text": leaf.text,
+                "fact": leaf.fact, "derived": leaf.op == "derived",
+                "derived_by": derivers.get(leaf.fact, []) if leaf.op == "derived" else [],
+                "thresholds": thresholds_in(leaf, ruleset)}
+    if isinstance(node, C.Not):
+        return {"kind": "not", "items": [condition_tree(node.item, ruleset, derivers)]}
+    assert isinstance(node, (C.All, C.Any_))
+    return {"kind": "all" if isinstance(node, C.All) else "any",
+            "items": [condition_tree(i, ruleset, derivers) for i in node.items]}
+
+
+def top_parts(node: C.Node) -> tuple[C.Node, ...]:
+    """The parts a worked example checks one by one."""
+    if isinstance(node, C.All) and _as_leaf(node) is None:
+        return node.items
+    return (node,) if node != C.TRUE else ()
