@@ -8,6 +8,7 @@ from html import escape
 from ..engine import vocabulary as V
 from ..engine.ruleset import RuleSet
 
+LADDER = ("topical", "antimalarial", "bridge", "immunosuppressant", "refractory", "specialist")
 COL_W, GAP, HEAD_H, DRUG_H, RULE_H, PAD = 200, 34, 34, 26, 17, 10
 
 
@@ -30,7 +31,8 @@ def ladder_svg(ruleset: RuleSet, root: str = "") -> str:
         stage = ruleset.drugs[rec.drug].stage if rec.drug in ruleset.drugs else rule.stage
         key = rec.drug or f"({rec.action.replace('_', ' ')})"
         columns.setdefault(stage, {}).setdefault(key, []).append((rule.spec.priority, rule.id))
-    stages = [s for s in V.STAGES if s in columns] + sorted(set(columns) - set(V.STAGES))
+    order = LADDER + tuple(s for s in V.STAGES if s not in LADDER)  # the climb, then the rest
+    stages = [s for s in order if s in columns] + sorted(set(columns) - set(order))
     heights = []
     for stage in stages:
         h = HEAD_H + PAD

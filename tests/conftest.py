@@ -103,3 +103,14 @@ settings.register_profile("ci", max_examples=40, derandomize=True, deadline=None
 settings.register_profile("thorough", max_examples=1000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001
+    """Say plainly when the rulebook's browser tests did not run, and how to run them."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", [])
+               if "test_rulebook_browser" in r.nodeid]
+    if skipped:
+        reason = skipped[0].longrepr[2] if isinstance(skipped[0].longrepr, tuple) else ""
+        terminalreporter.write_line(
+            f"NOTE: {len(skipped)} browser tests of the rulebook were SKIPPED: "
+            f"{str(reason).removeprefix('Skipped: ').removeprefix('browser tests skipped: ')}", yellow=True, bold=True)
