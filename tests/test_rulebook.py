@@ -19,7 +19,7 @@ from cledecide.rulebook.records import write_review
 from cledecide.rulebook.site import build
 
 from conftest import RULES, ROOT
-from test_signoff import DAY, approve_everything, cli, set_status
+from test_signoff import DAY, edit, approve_everything, cli, set_status
 
 RULE = "antimalarial.quinacrine.add"
 
@@ -161,8 +161,8 @@ def test_a_review_record_shows_on_the_site_in_check_and_in_the_export(
 def test_an_edited_rule_is_flagged_stale_on_the_site(rules: Path, tmp_path: Path) -> None:
     write_review(RULE, "approved", "Dr Jane Roe", "dermatologist", "", rules, DAY)
     path = rules / "antimalarial.yaml"
-    path.write_text(path.read_text().replace("dose: 100 mg once daily}",
-                                             "dose: 200 mg once daily}", 1))
+    edit(path, "dose: 100 mg once daily}",
+                                             "dose: 200 mg once daily}")
     build(tmp_path / "site", rules)
     page = (tmp_path / "site" / "rules" / f"{RULE}.html").read_text()
     assert "stale-alert" in page and "(earlier version)" in page
@@ -204,7 +204,7 @@ def test_plandefinition_of_a_fully_approved_copy(rules: Path) -> None:
 def test_changes_page_against_a_folder_with_the_cohort_table(rules: Path,
                                                              tmp_path: Path) -> None:
     path = rules / "ruleset.yaml"
-    path.write_text(path.read_text().replace("    value: 21\n", "    value: 15\n", 1))
+    edit(path, "    value: 21\n", "    value: 15\n")
     cohort = tmp_path / "cohort.jsonl"
     base = json.loads(json.dumps(__import__("conftest").BASE))
     lines = []

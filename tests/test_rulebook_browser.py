@@ -16,7 +16,7 @@ from cledecide.rulebook.records import write_review
 from cledecide.rulebook.site import build
 
 from conftest import RULES, ROOT
-from test_signoff import DAY
+from test_signoff import DAY, edit
 
 CHROMIUM = os.environ.get("CLEDECIDE_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -48,8 +48,8 @@ def site(tmp_path_factory) -> Path:
     shutil.copytree(RULES, rules)
     write_review(RULE, "approved", "Dr Jane Roe", "consultant dermatologist", "", rules, DAY)
     path = rules / "antimalarial.yaml"
-    path.write_text(path.read_text().replace("dose: 100 mg once daily}",
-                                             "dose: 200 mg once daily}", 1))
+    edit(path, "dose: 100 mg once daily}",
+                                             "dose: 200 mg once daily}")
     build(base / "edited", rules)
     return base
 

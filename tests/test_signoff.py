@@ -62,6 +62,13 @@ def approve_everything(folder: Path) -> int:
     return count
 
 
+def edit(path: Path, old: str, new: str) -> None:
+    """Change one place of a rule file (the test fails if the text is not there)."""
+    text = path.read_text()
+    assert old in text, f"{path.name} no longer has {old!r}: update the test"
+    path.write_text(text.replace(old, new, 1))
+
+
 def set_status(folder: Path, status: str) -> None:
     path = folder / "ruleset.yaml"
     text = path.read_text()
@@ -133,8 +140,7 @@ def test_an_edit_makes_the_approval_stale_and_check_says_where(rules: Path) -> N
     write_review("antimalarial.quinacrine.add", "approved", "Dr A", "dermatologist", "",
                  rules, DAY)
     path = rules / "antimalarial.yaml"
-    text = path.read_text()
-    path.write_text(text.replace("dose: 100 mg once daily}", "dose: 200 mg once daily}", 1))
+    edit(path, "dose: 100 mg once daily}", "dose: 200 mg once daily}")
     (unit,) = [u for u in ruleset_units(load_ruleset(rules))
                if u.id == "antimalarial.quinacrine.add"]
     assert unit.state == "stale"
@@ -148,11 +154,9 @@ def test_layout_and_comments_do_not_make_an_approval_stale(rules: Path) -> None:
     write_review("antimalarial.quinacrine.add", "approved", "Dr A", "dermatologist", "",
                  rules, DAY)
     path = rules / "antimalarial.yaml"
-    text = path.read_text()
-    path.write_text(text.replace("recommend: {action: add, drug: quinacrine, dose: 100 mg "
-                                 "once daily}", "# reviewed\n      recommend:\n        "
-                                 "action: add\n        drug: quinacrine\n        dose: 100 "
-                                 "mg once daily", 1))
+    edit(path, "recommend: {action: add, drug: quinacrine, dose: 100 mg once daily}",
+         "# reviewed\n      recommend:\n        action: add\n        drug: quinacrine\n"
+         "        dose: 100 mg once daily")
     (unit,) = [u for u in ruleset_units(load_ruleset(rules))
                if u.id == "antimalarial.quinacrine.add"]
     assert unit.state == "approved"
@@ -180,7 +184,7 @@ def test_a_fully_signed_rule_set_is_approved_until_one_edit(rules: Path) -> None
     assert "(approved)" in text.stdout and "not clinically approved" not in text.stdout
     # one threshold edited: the approval is stale and the rule set is refused
     path = rules / "ruleset.yaml"
-    path.write_text(path.read_text().replace("    value: 21\n", "    value: 20\n", 1))
+    edit(path, "    value: 21\n", "    value: 20\n")
     ruleset, findings = check_folder(rules)
     assert ruleset is None
     (error,) = [f for f in findings if f.severity == "error"]
