@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .engine.errors import CledecideError, EvaluationError, InputError, ManyPatients, RuleError
 from .engine.explain import DISCLAIMER, Explanation
-from .engine.load import load_file
+from .engine.load import load_file, load_input
 from .engine.models import Patient, Result
 from .engine.pipeline import evaluate_patient
 from .engine.render import to_json, to_text
@@ -31,6 +31,6 @@ def evaluate_file(path: Path | str, rules_dir: Path | str | None = None) -> Expl
     """The whole pipeline for one patient file; rules load (and are checked) first, so
     nothing is evaluated on a broken rule set."""
     ruleset = load_ruleset(rules_dir or default_rules_dir())
-    doc = load_file(path)
+    doc = load_input(path)
     (patient, report), = patients_of(doc, ruleset.folder, single=True)
     return evaluate_patient(patient, ruleset, doc.sha256, report)

@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..engine.errors import CledecideError
-from ..engine.load import MAX_FILE_BYTES, parse, read_bytes
+from ..engine.load import input_limit, parse_input, read_bytes
 from ..engine.safetext import visible
 
 PATIENT_SUFFIXES = (".yaml", ".yml", ".json")
-MAX_LINE_BYTES = MAX_FILE_BYTES  # one JSON Lines record
 CSV_COLUMNS = ("source", "patient_id", "action", "drug", "stage", "rule",
                "critical_warnings", "missing_data", "error")
 
@@ -78,7 +77,7 @@ def _file_records(path: Path) -> Iterator[Record | Outcome]:
         yield from _jsonl_records(path)
         return
     try:
-        yield Record(str(path), read_bytes(path))
+        yield Record(str(path), read_bytes(path, limit=input_limit()))
     except CledecideError as exc:
         yield Outcome(str(path), error=visible(str(exc), True))
 
@@ -95,12 +94,13 @@ def _jsonl_records(path: Path) -> Iterator[Record | Outcome]:
         yield Outcome(str(path), error=visible(f"{path}: cannot read: "
                                                f"{(exc.strerror or str(exc)).lower()}", True))
         return
+    limit = input_limit()
     with handle:
         for number, line in enumerate(handle, start=1):
             source = f"{path}:{number}"
-            if len(line) > MAX_LINE_BYTES:
+            if len(line) > limit:
                 yield Outcome(source, error=f"{source}: line is larger than the limit of "
-                                            f"{MAX_LINE_BYTES} bytes")
+                                            f"{limit} bytes")
             elif line.strip():
                 yield Record(source, line)
 
@@ -148,7 +148,7 @@ def evaluate_all(record: Record, ruleset: Any) -> list[Outcome]:
     from ..engine.load import is_fhir
     from ..engine.render import result_dict
     try:
-        doc = parse(record.raw, record.source)
+        doc = parse_input(record.raw, record.source)
         if not is_fhir(doc.data):
             (patient, report), = patients_of(doc, ruleset.folder)
             return [Outcome(record.source, result=result_dict(

@@ -15,13 +15,17 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 
 from .errors import CledecideError, InputError
 
 MAX_FILE_BYTES = 1_000_000
+# A patient input may be a FHIR export: those are bounded by entries and nesting (the
+# code map's limits), and by this many bytes only as a guard of memory (a 10 MB Synthea
+# bundle is ordinary). CLEDECIDE_MAX_INPUT_MB changes it.
+MAX_INPUT_BYTES = 100_000_000
 MAX_NODES = 50_000
 
 Path_ = tuple[str | int, ...]
@@ -44,7 +48,7 @@ class Document:
 
     file: str
     data: Any
-    lines: dict[Path_, int] = field(default_factory=dict)
+    lines: Mapping[Path_, int] = field(default_factory=dict)
     sha256: str = ""
 
     def line_of(self, path: Path_) -> int | None:
@@ -195,38 +199,55 @@ def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("a number is too large to be finite")
+    return value
+
+
+class _LazyLines(Mapping):
+    """The line of each field of a JSON document, found by reading the text again as
+    YAML only when a line is asked for (an error message): a large JSON input (a FHIR
+    bundle of several MB) is parsed once, by the JSON parser."""
+
+    def __init__(self, text: str, file: str, error: type[CledecideError], digest: str):
+        self._args: tuple[Any, ...] | None = (text, file, error, digest)
+        self._lines: dict[Path_, int] = {}
+
+    def _load(self) -> dict[Path_, int]:
+        if self._args is not None:
+            args, self._args = self._args, None
+            try:
+                self._lines = _parse_yaml(*args).lines
+            except CledecideError:
+                self._lines = {}
+        return self._lines
+
+    def __getitem__(self, key: Path_) -> int:
+        return self._load()[key]
+
+    def __iter__(self):
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+
 def _parse_json(text: str, file: str, error: type[CledecideError], digest: str) -> Document:
     """JSON through a JSON parser (exponents, no YAML 1.1 surprises); the lines of its
-    fields come from the YAML reading of the same text where that succeeds."""
+    fields come from the YAML reading of the same text, when an error needs one."""
     try:
         data = json.loads(text, object_pairs_hook=_json_pairs,
-                          parse_constant=_reject_constant)
+                          parse_constant=_reject_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise error(f"JSON syntax: {exc.msg}", file, exc.lineno) from None
     except ValueError as exc:
         raise error(f"JSON: {exc}", file) from None
     except RecursionError:
         raise error("document nested too deeply", file) from None
-    for value in _scalars(data):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise error("JSON: a number is too large to be finite", file)
-    try:
-        lines = _parse_yaml(text, file, error, digest).lines
-    except CledecideError:
-        lines = {}
-    return Document(file=file, data=data, lines=lines, sha256=digest)
-
-
-def _scalars(data: Any):
-    stack = [data]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        else:
-            yield item
+    return Document(file=file, data=data, lines=_LazyLines(text, file, error, digest),
+                    sha256=digest)
 
 
 def _parse_yaml(text: str, file: str, error: type[CledecideError], digest: str) -> Document:
@@ -262,6 +283,34 @@ def is_fhir(data: Any) -> bool:
         return False
     return bool(data) and any(isinstance(v, dict) and "resourceType" in v
                               for v in data.values())
+
+
+def input_limit() -> int:
+    """The byte guard for patient inputs (MAX_INPUT_BYTES or CLEDECIDE_MAX_INPUT_MB)."""
+    given = os.environ.get("CLEDECIDE_MAX_INPUT_MB", "")
+    try:
+        return int(float(given) * 1_000_000) if given else MAX_INPUT_BYTES
+    except ValueError:
+        return MAX_INPUT_BYTES
+
+
+def parse_input(raw: bytes, file: str) -> Document:
+    """A patient input: our record (YAML or JSON, at most MAX_FILE_BYTES) or a FHIR
+    record in JSON, whose size the FHIR reader bounds by entries and nesting."""
+    if len(raw) > MAX_FILE_BYTES and raw.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] != b"{":
+        raise InputError(f"file is {len(raw)} bytes; the limit for a YAML record is "
+                         f"{MAX_FILE_BYTES} (FHIR input is JSON)", file)
+    doc = parse(raw, file)
+    if len(raw) > MAX_FILE_BYTES and not is_fhir(doc.data):
+        raise InputError(f"file is {len(raw)} bytes; the limit for a patient record is "
+                         f"{MAX_FILE_BYTES} (only FHIR input may be larger)", file)
+    return doc
+
+
+def load_input(path: Path | str) -> Document:
+    """Read and parse one patient input (see parse_input)."""
+    path = Path(path)
+    return parse_input(read_bytes(path, InputError, input_limit()), str(path))
 
 
 def load_file(path: Path | str, error: type[CledecideError] = InputError,

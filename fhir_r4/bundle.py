@@ -11,17 +11,17 @@ of each resource (entries, patient, observations, conditions, medications).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Iterator, Mapping
 
 from .codemap import CodeMap
 from .conditions import Conditions, Procedures
-from .entries import Index, read_entries
+from .entries import Index, Limits, read_entries
 from .medications import adverse_event, read_courses
 from .observations import Observations
 from .patient import read_patient
 from .reading import Entry, Fail, Imported, Report
 from ..engine.errors import InputError
-from ..engine.load import Document, format_path, is_fhir  # noqa: F401 (re-exported)
+from ..engine.load import Document, Path_, format_path, is_fhir  # noqa: F401 (re-exported)
 
 READ_TYPES = ("Patient", "Observation", "Condition", "MedicationStatement",
               "MedicationRequest", "Medication", "Procedure", "AdverseEvent")
@@ -34,7 +34,8 @@ def import_fhir(doc: Document, codemap: CodeMap, as_of: dt.date | None = None
     """Every Patient of a FHIR input as a record Document with its report. A malformed
     input raises InputError naming the file, the JSON path (and line) and the problem."""
     try:
-        entries, stamp = read_entries(doc.data)
+        limits = codemap.spec.limits
+        entries, stamp = read_entries(doc.data, Limits(limits.max_entries, limits.max_nesting))
         patients = [e for e in entries if e.kind == "Patient"]
         if not patients:
             raise Fail((), "no Patient resource in the FHIR input")
@@ -54,12 +55,32 @@ def import_fhir(doc: Document, codemap: CodeMap, as_of: dt.date | None = None
                     exc.message, doc.file, doc.line_of(exc.path),
                     format_path(exc.path) or None)))
                 continue
-            out.append(Imported(Document(doc.file, record, {(): doc.line_of(p.path) or 1},
+            out.append(Imported(Document(doc.file, record, _RootLine(doc, p.path),
                                          doc.sha256), report, label))
         return out
     except Fail as exc:
         raise InputError(exc.message, doc.file, doc.line_of(exc.path),
                          format_path(exc.path) or None) from None
+
+
+class _RootLine(Mapping):
+    """The imported record's one line (its Patient's), found only when an error names
+    it: finding lines means reading a large input a second time."""
+
+    def __init__(self, doc: Document, path: Path_) -> None:
+        self.doc, self.path = doc, path
+
+    def _lines(self) -> dict[Path_, int]:
+        return {(): self.doc.line_of(self.path) or 1}
+
+    def __getitem__(self, key: Path_) -> int:
+        return self._lines()[key]
+
+    def __iter__(self) -> Iterator[Path_]:
+        return iter(((),))
+
+    def __len__(self) -> int:
+        return 1
 
 
 def _subject(e: Entry) -> Any:

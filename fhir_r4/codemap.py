@@ -59,8 +59,17 @@ class ClasiMap(_Strict):
     damage: list[CodeEntry] = Field(min_length=1)
 
 
+class Limits(_Strict):
+    """How much one FHIR input may hold: entries (all Bundles together) and Bundles
+    nested in Bundles. Bytes are not the measure: a 10 MB Synthea bundle is ordinary."""
+
+    max_entries: int = Field(default=50_000, ge=1)
+    max_nesting: int = Field(default=3, ge=1, le=16)
+
+
 class CodeMapFile(_Strict):
     version: Literal[1]
+    limits: Limits = Field(default_factory=Limits)
     systems: dict[str, str]
     ucum: str
     observations: dict[str, ObservationMap]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..engine.errors import InputError, ManyPatients
-from ..engine.load import Document, is_fhir, load_file
+from ..engine.load import Document, is_fhir, load_file, load_input
 from ..engine.models import Patient
 from ..engine.ruleset import default_rules_dir
 from ..engine.safetext import visible
@@ -56,7 +56,7 @@ def import_file(path: Path | str, rules_dir: Path | str | None = None,
     """Every patient of a FHIR file as a record with its report (not yet validated)."""
     from .bundle import import_fhir
     from .codemap import load_codemap
-    doc = load_file(path)
+    doc = load_input(path)
     if not is_fhir(doc.data):
         raise InputError("not FHIR: no resourceType (a Bundle or a CDS Hooks prefetch "
                          "object is expected)", doc.file, doc.line_of(()))

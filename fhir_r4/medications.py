@@ -11,6 +11,7 @@ from typing import Any
 from .codemap import CodeMap
 from .entries import Index
 from .reading import Entry, Fail, Report, answer, clean, date_of, meaning, number, shown
+from ..engine.errors import InputError
 from ..engine.load import Path_, format_path
 
 CURRENT_MED = ("active", "on-hold")
@@ -70,7 +71,7 @@ def _course(e: Entry, index: Index, codemap: CodeMap, as_of: dt.date,
     status = r.status
     concept = r.medicationCodeableConcept
     if concept is None and r.medicationReference is not None:
-        med = index.resolve(r.medicationReference, e.path + ("medicationReference",))
+        med = index.resolve(r.medicationReference, e.path + ("medicationReference",), e)
         concept = getattr(med.resource, "code", None)
     if status in NOT_TAKEN:
         report.ignore(e.label, f"status {status}: not taken")
@@ -227,8 +228,13 @@ def read_draft_order(data: dict[str, Any], codemap: CodeMap, path: Path_,
                      report: Report) -> DraftOrder:
     """A draft order (a MedicationRequest as JSON, at `path` in the request) as a
     catalogue drug, the order's label and its dose. What cannot be read is reported."""
-    from fhir.resources.R4B.medicationrequest import MedicationRequest
-    res = MedicationRequest.model_validate(data)
+    from .entries import validate
+    from .models import MedicationRequest
+    from .reading import Fail
+    try:
+        res = validate(MedicationRequest, data, path)
+    except Fail as exc:
+        raise InputError(exc.message, field=format_path(exc.path)) from None
     e = Entry(res, path, None)
     concept = res.medicationCodeableConcept
     m = meaning(codemap, concept, ("medication",))

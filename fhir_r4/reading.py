@@ -60,17 +60,18 @@ class Fail(Exception):
 class Entry:
     """One resource of the input and where it is (for errors and the report)."""
 
-    resource: Any            # a fhir.resources model
+    resource: Any            # a model of fhir_r4.models
     path: Path_
     full_url: str | None
 
     @property
     def kind(self) -> str:
-        return self.resource.get_resource_type()
+        return self.resource.resourceType
 
     @property
     def label(self) -> str:
         rid = getattr(self.resource, "id", None)
+        rid = rid if isinstance(rid, str) else None
         return f"{format_path(self.path)} ({self.kind}{'/' + rid if rid else ''})"
 
 
@@ -111,9 +112,9 @@ def date_of(value: Any) -> dt.date | None:
         return value.date()
     if isinstance(value, dt.date):
         return value
-    if isinstance(value, str) and len(value) == 10:
-        try:
-            return dt.date.fromisoformat(value)
+    if isinstance(value, str) and len(value) >= 10 and (len(value) == 10 or value[10] == "T"):
+        try:  # a FHIR date or dateTime: its date, as written (the record's local date)
+            return dt.date.fromisoformat(value[:10])
         except ValueError:
             return None
     return None

@@ -486,3 +486,75 @@ def test_consecutive_courses_of_one_drug_are_not_flagged(tmp_path: Path) -> None
     proc = run_json(tmp_path, bundle, "--format", "json")
     result = json.loads(proc.stdout)
     assert not [w for w in result["warnings"] if "records overlap" in w["message"]]
+
+
+# ------------------------------------------------------------------ size and cost (issue 23)
+
+def test_a_synthea_sized_export_is_read_not_refused_for_its_bytes(tmp_path: Path) -> None:
+    """A 3 MB Synthea-shaped export (pretty-printed, as Synthea writes it) is evaluated:
+    FHIR input is bounded by entries and nesting, not by the 1 MB of a YAML record."""
+    from synthea_like import sized
+    made = sized(3_000_000, hcq="ingredient")
+    path = tmp_path / "synthea.json"
+    path.write_text(json.dumps(made.bundle, indent=2))
+    assert path.stat().st_size > 2_000_000
+    proc = subprocess.run([CLI, "evaluate", str(path), "--format", "json"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["patient_id"] == made.bundle["entry"][0]["resource"]["id"]
+
+
+def _limited_rules(tmp_path: Path, entries: int, nesting: int = 3) -> Path:
+    import shutil
+    folder = tmp_path / "rules"
+    shutil.copytree(default_rules_dir(), folder)
+    path = folder / "fhir-map.yaml"
+    text = path.read_text()
+    assert "  max_entries: 50000\n  max_nesting: 3\n" in text
+    path.write_text(text.replace("  max_entries: 50000\n  max_nesting: 3\n",
+                                 f"  max_entries: {entries}\n  max_nesting: {nesting}\n"))
+    return folder
+
+
+def test_entries_and_nesting_limits_come_from_the_code_map(tmp_path: Path) -> None:
+    bundle = bundle_of()
+    rules = _limited_rules(tmp_path, entries=len(bundle["entry"]) - 1)
+    proc = run_json(tmp_path, bundle, "--rules", str(rules))
+    assert proc.returncode == 2
+    assert "more than" in proc.stderr and "limits.max_entries" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert run_json(tmp_path, bundle, "--rules", str(_limited_rules(
+        tmp_path / "b", entries=len(bundle["entry"])))).returncode == 0
+    nested: dict[str, Any] = bundle
+    for _ in range(3):  # the record inside three more Bundles: four deep
+        nested = {"resourceType": "Bundle", "type": "collection",
+                  "entry": [{"resource": nested}]}
+    proc = run_json(tmp_path, nested)
+    assert proc.returncode == 2 and "limits.max_nesting" in proc.stderr, proc.stderr
+
+
+def test_unread_resources_are_not_validated_read_ones_are(tmp_path: Path) -> None:
+    """Only the elements the code map reads are validated: a malformed Encounter (never
+    read) is skipped; a malformed element of an Observation that is read is refused."""
+    bundle = bundle_of()
+    bundle["entry"].append({"resource": {"resourceType": "Encounter", "status": 5,
+                                         "period": {"start": "yesterday"}}})
+    proc = run_json(tmp_path, bundle)
+    assert proc.returncode == 0, proc.stderr
+    obs = next(i for i, e in enumerate(bundle["entry"])
+               if e["resource"]["resourceType"] == "Observation")
+    bundle["entry"][obs]["resource"]["effectiveDateTime"] = "2026-02-30"
+    proc = run_json(tmp_path, bundle)
+    assert proc.returncode == 2
+    assert f"entry[{obs}].resource.effectiveDateTime" in proc.stderr
+    assert "not a calendar date" in proc.stderr
+
+
+def test_a_yaml_record_keeps_its_byte_limit(tmp_path: Path) -> None:
+    from cledecide.engine.load import MAX_FILE_BYTES
+    path = tmp_path / "big.json"
+    record = {"id": "x", "padding": "x" * MAX_FILE_BYTES}
+    path.write_text(json.dumps(record))
+    proc = subprocess.run([CLI, "evaluate", str(path)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and "only FHIR input may be larger" in proc.stderr
