@@ -31,8 +31,9 @@ FALLBACK_RULE = "engine.no-candidate"
 TRIAL_RULE = "engine.course-in-trial"
 ESCALATE_RULE = "engine.escalate-first"
 # Steps and items the engine itself makes, from drugs.yaml, for every rule file.
+RELAPSE_RULE = "engine.relapse-watch"
 ENGINE_RULES = (GUARD_RULE, FALLBACK_RULE, TRIAL_RULE, ESCALATE_RULE,
-                "engine.course-unjudged")
+                "engine.course-unjudged", RELAPSE_RULE)
 LADDER = ("topical", "antimalarial", "bridge", "immunosuppressant", "refractory",
           "specialist")
 # The stage after each; the corticosteroid bridge is an adjunct beside the antimalarials.
@@ -53,9 +54,10 @@ class Candidate:
     rule: Rule | None  # None for the engine's own steps (fallback, trial hold, escalation)
     dose: str | None
     summary: str
-    stops: tuple[str, ...] = ()       # what a switch stops
+    stops: tuple[str, ...] = ()       # what a switch or a stop stops
     engine_rule: str | None = None    # the engine invariant that made this step
     note: str = ""                    # its rationale, for engine steps
+    requirement: bool = False         # a current drug's unmet requirement (never excluded)
 
     @property
     def rule_id(self) -> str:
@@ -70,6 +72,16 @@ class Excluded:
     rule: str
     reason: str
     data_only: bool  # lifted by collecting the missing data
+    fix: str | None = None     # how the requirement is met (then the blocked step follows)
+    if_taken: str = "hold"     # a current drug's fate: hold | stop | continue | start_only
+    priority: int = 100
+    facts: str = ""            # this patient's facts that broke the requirement
+
+    @property
+    def liftable(self) -> bool:
+        """Lifted by data or by meeting the requirement: a step it blocks waits for it
+        rather than giving way to a lower one."""
+        return self.data_only or self.fix is not None
 
 
 @dataclass(frozen=True)
@@ -301,6 +313,8 @@ def _candidates(ruleset: RuleSet, ev: Evaluation, ctx: dict[str, Any]) -> list[C
             taken = tuple(d for d in spec.among if ev.facts.get(f"{d}_status") == "current")
             drug = taken[0] if taken else None
             stops = taken if action == "stop" else ()
+        elif action == "stop" and drug:
+            stops = (drug,)
         if action in ("start", "add", "switch", "reintroduce") and drug and \
                 ev.facts.get(f"{drug}_status") != "current":
             stops = _conflicts(ruleset, ev, drug)
@@ -322,6 +336,47 @@ def _candidates(ruleset: RuleSet, ev: Evaluation, ctx: dict[str, Any]) -> list[C
         out.append(Candidate(action, drug, fired.rule.stage, fired.rule.spec.priority,
                              fired.rule, dose, summary, stops))
     return sorted(out, key=lambda c: (-c.priority, c.rule_id))
+
+
+REQUIREMENT_FATE = {"hold": "Hold", "stop": "Stop", "continue": "Continue"}
+# A current drug's unmet requirement ranks with the safety steps, below the most urgent
+# (a pregnancy, a low count, retinal toxicity); whichever is chosen, the others are
+# critical warnings, never silent.
+REQUIREMENT_PRIORITY = 90
+
+
+def _requirement_steps(ruleset: RuleSet, ev: Evaluation, candidates: list[Candidate],
+                       excluded: list[Excluded]) -> list[Candidate]:
+    """A current drug that a safety rule now excludes (a requirement it no longer meets)
+    is never excluded silently: unless a fired rule already decides its fate, its step
+    is the rule's `if_taken` (hold by default: fail safe) with how to meet the
+    requirement. Data-only exclusions are asked for by their own step instead."""
+    decided = set().union(*(stopped_by(c.action, c.drug, c.stops) for c in candidates))
+    out = []
+    for drug in _current(ruleset, ev):
+        mine = [e for e in excluded if e.drug == drug and e.if_taken != "start_only"
+                and not e.data_only and e.rule in ruleset.by_id]
+        if not mine or drug in decided:
+            continue
+        rank = {"stop": 0, "hold": 1, "continue": 2}
+        e = min(mine, key=lambda x: (rank[x.if_taken], -x.priority, x.rule))
+        rule = ruleset.by_id[e.rule]
+        label = _label(ruleset, drug)
+        fix = f" {e.fix}" if e.fix else ""
+        requirement = rule.spec.title[:1].lower() + rule.spec.title[1:]
+        facts = f" (this patient: {e.facts})" if e.facts else ""
+        if e.if_taken == "continue":
+            summary = f"Continue {label}; a requirement is not met: {requirement}{facts}.{fix}"
+            action, stops = "continue", ()
+        else:
+            until = " until the requirement is met" if e.if_taken == "hold" else ""
+            summary = (f"{REQUIREMENT_FATE[e.if_taken]} {label} now{until}: "
+                       f"{requirement}{facts}.{fix}")
+            action, stops = "stop", (drug,)
+        out.append(Candidate(action, drug, ruleset.drugs[drug].stage,
+                             min(e.priority, REQUIREMENT_PRIORITY), rule, None, summary,
+                             stops, requirement=True))
+    return out
 
 
 def _escalation(ruleset: RuleSet, ev: Evaluation, c: Candidate,
@@ -391,7 +446,7 @@ def _patient_words(matched: dict[str, Any]) -> str:
     return "; ".join(words)
 
 
-def _exclusions(ruleset: RuleSet, ev: Evaluation) -> list[Excluded]:
+def _exclusions(ruleset: RuleSet, ev: Evaluation, ctx: dict[str, Any]) -> list[Excluded]:
     """Every exclusion names the requirement (the rule's `because`) and this patient's
     facts that broke it."""
     out = []
@@ -403,8 +458,10 @@ def _exclusions(ruleset: RuleSet, ev: Evaluation) -> list[Excluded]:
         facts = _patient_words(fired.matched)
         if facts:
             reason = f"{reason.rstrip('.')}. This patient: {facts}."
+        fix = render_text(then.fix.strip(), ctx) if then.fix else None
         for drug in then.exclude:
-            out.append(Excluded(drug, fired.rule.id, reason, bool(then.request)))
+            out.append(Excluded(drug, fired.rule.id, reason, bool(then.request), fix,
+                                then.if_taken or "hold", fired.rule.spec.priority, facts))
     return out
 
 
@@ -508,6 +565,32 @@ def _monitoring(ruleset: RuleSet, ev: Evaluation, rec: Candidate | None,
     return sorted(out.values(), key=lambda m: (m.what, m.rule))
 
 
+def _relapse_watch(ruleset: RuleSet, ev: Evaluation, rec: Candidate) -> list[Monitor]:
+    """Every step that stops or reduces a drug the patient responded to gets the watch
+    its catalogue entry gives (course.relapse), whichever rule made the step."""
+    drugs = stopped_by(rec.action, rec.drug, rec.stops)
+    if rec.action == "reduce" and rec.drug:
+        drugs.add(rec.drug)
+    out = []
+    for drug in sorted(drugs):
+        relapse = ruleset.drugs[drug].course.relapse if drug in ruleset.drugs else None
+        if relapse is None or ev.facts.get(f"{drug}_ever_responded") != "yes":
+            continue
+        every, window = ruleset.days(relapse.review_every), ruleset.days(relapse.window)
+        assert every and window
+        start = ev.patient.as_of
+        dates = [start + dt.timedelta(days=d) for d in range(every, window + 1, every)]
+        label = _label(ruleset, drug)
+        when = (f"review every {ruleset.span(relapse.review_every)} for "
+                f"{ruleset.span(relapse.window)} after {label} is "
+                f"{'reduced' if rec.action == 'reduce' else 'stopped'} "
+                f"({', '.join(str(d) for d in dates)}): CLASI activity at each review; a "
+                "relapse is judged then (reintroduction only if it was not stopped for harm)")
+        out.append(Monitor("relapse_watch", when, RELAPSE_RULE,
+                           relapse.because.strip(), drug))
+    return out
+
+
 def _why_not(ruleset: RuleSet, ev: Evaluation, rec: Candidate, candidates: list[Candidate],
              excluded: list[Excluded], combos: dict[str, str],
              waiting: dict[str, str]) -> list[WhyNot]:
@@ -575,13 +658,16 @@ def _partition(ruleset: RuleSet, ev: Evaluation, candidates: list[Candidate],
     split = _Split([], [], {}, {})
     held: list[tuple[Candidate, list[CourseView]]] = []
     for c in candidates:
+        if c.requirement:
+            split.eligible.append(c)
+            continue
         guard = _guard(ruleset, ev, c.drug, c.action)
         if guard and not any(e.drug == c.drug for e in excluded):
             excluded.append(guard)
         mine = [e for e in excluded if e.drug == c.drug] \
             if c.drug and c.action not in STOPPING else []
         if mine:
-            if all(e.data_only for e in mine) and not split.eligible:
+            if all(e.liftable for e in mine) and not split.eligible:
                 split.blocked_by_data.append(c)
             continue
         if c.action in STARTING and c.drug and not _adjunct(ruleset, c.drug):
@@ -622,8 +708,15 @@ def _gather_step(ruleset: RuleSet, ev: Evaluation, wanted: Candidate,
     asks = [r.label for f in ev.fired if f.rule.id in {e.rule for e in holds}
             for r in f.rule.spec.then.request or []]
     asks = list(dict.fromkeys(asks)) or sorted(requests)
+    fixes = list(dict.fromkeys(e.fix for e in holds if e.fix and not e.data_only))
+    if fixes:
+        asks = fixes + [a for a in asks if a not in fixes]
+        summary = f"Before {wanted.summary[:1].lower()}{wanted.summary[1:]}: " + " ".join(
+            a if a.endswith(".") else a + ";" for a in asks).rstrip(";")
+    else:
+        summary = "Gather data before deciding: " + "; ".join(asks)
     step = Candidate("gather_data", None, wanted.stage, wanted.priority, rule, None,
-                     "Gather data before deciding: " + "; ".join(asks))
+                     summary)
     rationale = (f"The next step on the ladder would be: {wanted.summary} "
                  f"({wanted.rule_id}). It is on hold until this is known: "
                  + " ".join(e.reason for e in holds))
@@ -632,11 +725,40 @@ def _gather_step(ruleset: RuleSet, ev: Evaluation, wanted: Candidate,
     return step, rationale, evidence
 
 
+def _unmet_while_taken(ruleset: RuleSet, ev: Evaluation, rec: Candidate,
+                       requirements: list[Candidate], excluded: list[Excluded],
+                       also_stop: list[Candidate]) -> list[tuple[str, str, str]]:
+    """Critical warnings for current drugs whose requirement the chosen step does not
+    address: a second unmet requirement is never silent."""
+    done = stopped_by(rec.action, rec.drug, rec.stops) | {rec.drug}
+    for c in also_stop:
+        done |= stopped_by(c.action, c.drug, c.stops)
+    out = [("critical", c.summary, c.rule_id) for c in requirements
+           if c is not rec and c.drug not in done]
+    asked: dict[str, Excluded] = {}
+    for e in excluded:
+        if (e.data_only and e.if_taken in ("hold", "stop") and e.drug not in done
+                and ev.facts.get(f"{e.drug}_status") == "current"):
+            asked.setdefault(e.drug, e)
+    for drug, e in asked.items():
+        out.append(("critical", f"{_cap(_label(ruleset, drug))} is taken, but a requirement "
+                    f"is not known to be met: hold it until it is ({e.reason.rstrip('.')}).",
+                    e.rule))
+    return out
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
     """Pick one next step; keep the rest as alternatives, with reasons for all."""
     ctx = context(ruleset, ev)
     candidates = _candidates(ruleset, ev, ctx)
-    excluded = _exclusions(ruleset, ev)
+    excluded = _exclusions(ruleset, ev, ctx)
+    requirements = _requirement_steps(ruleset, ev, candidates, excluded)
+    if requirements:
+        candidates = sorted(candidates + requirements, key=lambda c: (-c.priority, c.rule_id))
     split = _partition(ruleset, ev, candidates, excluded)
     eligible, blocked_by_data, combos = split.eligible, split.blocked_by_data, split.combos
     requests: dict[str, str] = {}
@@ -674,8 +796,14 @@ def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
     spec = rec.rule.spec.then.recommend if rec.rule is not None else None
     holds = bool(spec and spec.holds_starts and not rec.engine_rule)
     unique_alts = []
+    also_stop: list[Candidate] = []
     for alt in alternatives:
         if alt.drug in stopped and alt.action in KEEPING:
+            continue
+        if alt.action == "stop" and rec.action != "gather_data" and \
+                not stopped_by(alt.action, alt.drug, alt.stops) <= stopped:
+            also_stop.append(alt)  # a second safety stop is done too, not an option
+            stopped |= stopped_by(alt.action, alt.drug, alt.stops)
             continue
         if holds and alt.drug and alt.action in STARTING:  # "no new drug now"
             split.waiting.setdefault(alt.drug, f"waits: no new drug starts while the step "
@@ -691,6 +819,9 @@ def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
         if warn:
             warnings.append((warn.severity, render_text(warn.message.strip(), ctx),
                              fired.rule.id))
+    warnings += [("critical", f"Also now: {c.summary} [{c.rule_id}]", c.rule_id)
+                 for c in also_stop]
+    warnings += _unmet_while_taken(ruleset, ev, rec, requirements, excluded, also_stop)
     warnings.sort(key=lambda w: (SEVERITY_RANK[w[0]], w[2]))
 
     weight_missing = ev.facts.get("weight_kg") is None and any(
@@ -703,6 +834,10 @@ def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
     rec_rule = rec.rule_id if rec.action != "gather_data" else ""
     chosen = rec if rec.action != "gather_data" else None
     monitoring = _monitoring(ruleset, ev, chosen, rec_rule, ctx)
+    if chosen is not None:
+        have = {(m.what, m.drug) for m in monitoring}
+        monitoring += [m for m in _relapse_watch(ruleset, ev, chosen)
+                       if (m.what, m.drug) not in have]
     if rec.engine_rule == TRIAL_RULE and rec.drug:
         until = ev.courses[rec.drug].trial_until
         monitoring.append(Monitor("clasi_review", f"due {until}: judge the response to "

@@ -124,12 +124,23 @@ class Dosing(_Strict):
         return self
 
 
+class RelapseProfile(_Strict):
+    """Relapse after the drug is stopped or reduced in a responder: every such step
+    gets a relapse watch, whichever rule made it."""
+
+    review_every: Duration            # named threshold: how often the patient is seen
+    window: Duration                  # named threshold: how long the watch lasts
+    because: Text                     # how often and when relapse comes, in the source's words
+    evidence: list[str] = Field(min_length=1)
+
+
 class CourseProfile(_Strict):
     """How a course of the drug is judged, and what it may be taken with."""
 
     trial: Duration | None = None     # named threshold: how long before it is judged
     adjunct: bool = False             # topicals and the bridge sit beside any course
     combines_with: list[Drug] = Field(default_factory=list)
+    relapse: RelapseProfile | None = None
     evidence: list[str] = Field(default_factory=list)
     note: str = ""
 
@@ -247,6 +258,15 @@ class ThenSpec(_Strict):
     derive: Word | None = None
     recommend: RecommendSpec | None = None
     exclude: list[Drug] | None = None
+    # With `exclude`: how the requirement can be met (add a method, wait until a date, do
+    # a test). A step it blocks is then not dropped for a lower one: the step becomes
+    # meeting the requirement, with the blocked step named as what follows.
+    fix: Text | None = None
+    # With `exclude`: what happens to an excluded drug the patient already takes (a
+    # requirement it no longer meets): hold it until the requirement is met (the default,
+    # fail safe), stop it, or continue it while the requirement is met. `start_only`: the
+    # rule is about starting the drug; another rule decides a current course's fate.
+    if_taken: Literal["hold", "stop", "continue", "start_only"] | None = None
     monitor: list[MonitorSpec] | None = None
     warn: WarnSpec | None = None
     request: list[RequestSpec] | None = None
@@ -257,6 +277,8 @@ class ThenSpec(_Strict):
         if not any(v for v in self.model_dump().values()):
             raise ValueError("then must do something: derive, recommend, exclude, "
                              "monitor, warn or request")
+        if (self.fix or self.if_taken) and not self.exclude:
+            raise ValueError("fix and if_taken go with exclude")
         return self
 
     @property
@@ -354,6 +376,11 @@ class RuleSet:
         if value is None or isinstance(value, int):
             return value
         return threshold_days(self.provenance.thresholds[value])
+
+    def span(self, name: str) -> str:
+        """A named duration in words ("2 weeks", "1 month")."""
+        t = self.provenance.thresholds[name]
+        return f"{t.value:g} {t.unit if t.value != 1 else t.unit.rstrip('s')}"
 
     @cached_property
     def recommenders(self) -> dict[str, tuple[Rule, ...]]:
@@ -477,6 +504,9 @@ def _durations(entry: DrugEntry) -> list[tuple[tuple[str, ...], str]]:
     out: list[tuple[tuple[str, ...], str]] = []
     if entry.course.trial:
         out.append((("course", "trial"), entry.course.trial))
+    if entry.course.relapse:
+        out.append((("course", "relapse", "review_every"), entry.course.relapse.review_every))
+        out.append((("course", "relapse", "window"), entry.course.relapse.window))
     if entry.reproductive:
         for who in ("woman", "man"):
             profile = getattr(entry.reproductive, who)
