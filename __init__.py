@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .engine.errors import CledecideError, EvaluationError, InputError, ManyPatients, RuleError
-from .engine.explain import DISCLAIMER, Explanation
-from .engine.load import load_file, load_input
-from .engine.models import Patient, Result
-from .engine.pipeline import evaluate_patient
-from .engine.render import to_json, to_text
-from .engine.rulecache import load_ruleset
-from .engine.ruleset import RuleSet, default_rules_dir
-from .fhir_r4.files import load_patient, patients_of
+# Absolute imports, here only: pytest imports a checkout's root __init__.py as a plain
+# module named after the folder (a clone in "repo-1" has no parent package), and these
+# then still find the installed package.
+from cledecide.engine.errors import CledecideError, EvaluationError, InputError, ManyPatients, RuleError
+from cledecide.engine.explain import DISCLAIMER, Explanation
+from cledecide.engine.load import load_file, load_input
+from cledecide.engine.models import Patient, Result
+from cledecide.engine.pipeline import evaluate_patient
+from cledecide.engine.render import to_json, to_text
+from cledecide.engine.rulecache import load_ruleset
+from cledecide.engine.ruleset import RuleSet, default_rules_dir
+from cledecide.fhir_r4.files import load_patient, patients_of
 
 __all__ = [
     "CledecideError", "EvaluationError", "InputError", "ManyPatients", "RuleError",
@@ -31,6 +34,6 @@ def evaluate_file(path: Path | str, rules_dir: Path | str | None = None) -> Expl
     """The whole pipeline for one patient file; rules load (and are checked) first, so
     nothing is evaluated on a broken rule set."""
     ruleset = load_ruleset(rules_dir or default_rules_dir())
-    doc = load_input(path)
+    doc = load_file(path)
     (patient, report), = patients_of(doc, ruleset.folder, single=True)
     return evaluate_patient(patient, ruleset, doc.sha256, report)
