@@ -76,6 +76,7 @@ class Excluded:
     if_taken: str = "hold"     # a current drug's fate: hold | stop | continue | start_only
     priority: int = 100
     facts: str = ""            # this patient's facts that broke the requirement
+    also: str | None = None    # what else is done at once for a current drug
 
     @property
     def liftable(self) -> bool:
@@ -362,7 +363,7 @@ def _requirement_steps(ruleset: RuleSet, ev: Evaluation, candidates: list[Candid
         e = min(mine, key=lambda x: (rank[x.if_taken], -x.priority, x.rule))
         rule = ruleset.by_id[e.rule]
         label = _label(ruleset, drug)
-        fix = f" {e.fix}" if e.fix else ""
+        fix = "".join(f" {t}" for t in (e.fix, e.also) if t)
         requirement = rule.spec.title[:1].lower() + rule.spec.title[1:]
         facts = f" (this patient: {e.facts})" if e.facts else ""
         if e.if_taken == "continue":
@@ -459,9 +460,11 @@ def _exclusions(ruleset: RuleSet, ev: Evaluation, ctx: dict[str, Any]) -> list[E
         if facts:
             reason = f"{reason.rstrip('.')}. This patient: {facts}."
         fix = render_text(then.fix.strip(), ctx) if then.fix else None
+        also = render_text(then.if_taken_also.strip(), ctx) if then.if_taken_also else None
         for drug in then.exclude:
             out.append(Excluded(drug, fired.rule.id, reason, bool(then.request), fix,
-                                then.if_taken or "hold", fired.rule.spec.priority, facts))
+                                then.if_taken or "hold", fired.rule.spec.priority, facts,
+                                also))
     return out
 
 
@@ -707,8 +710,8 @@ def _gather_step(ruleset: RuleSet, ev: Evaluation, wanted: Candidate,
         else wanted.rule
     asks = [r.label for f in ev.fired if f.rule.id in {e.rule for e in holds}
             for r in f.rule.spec.then.request or []]
-    asks = list(dict.fromkeys(asks)) or sorted(requests)
     fixes = list(dict.fromkeys(e.fix for e in holds if e.fix and not e.data_only))
+    asks = list(dict.fromkeys(asks)) or ([] if fixes else sorted(requests))
     if fixes:
         asks = fixes + [a for a in asks if a not in fixes]
         summary = f"Before {wanted.summary[:1].lower()}{wanted.summary[1:]}: " + " ".join(

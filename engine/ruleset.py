@@ -267,6 +267,8 @@ class ThenSpec(_Strict):
     # fail safe), stop it, or continue it while the requirement is met. `start_only`: the
     # rule is about starting the drug; another rule decides a current course's fate.
     if_taken: Literal["hold", "stop", "continue", "start_only"] | None = None
+    # With `exclude`: what else is done at once for a current drug (a test, a review).
+    if_taken_also: Text | None = None
     monitor: list[MonitorSpec] | None = None
     warn: WarnSpec | None = None
     request: list[RequestSpec] | None = None
@@ -277,8 +279,8 @@ class ThenSpec(_Strict):
         if not any(v for v in self.model_dump().values()):
             raise ValueError("then must do something: derive, recommend, exclude, "
                              "monitor, warn or request")
-        if (self.fix or self.if_taken) and not self.exclude:
-            raise ValueError("fix and if_taken go with exclude")
+        if (self.fix or self.if_taken or self.if_taken_also) and not self.exclude:
+            raise ValueError("fix, if_taken and if_taken_also go with exclude")
         return self
 
     @property

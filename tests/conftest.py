@@ -81,8 +81,9 @@ def run(data: dict[str, Any], rules=None) -> dict[str, Any]:
 
 
 def offered(result: dict[str, Any]) -> set[str | None]:
-    rec = result["recommendation"]
-    return {rec["drug"]} | {a["drug"] for a in result["alternatives"]}
+    """Drugs a step puts forward (a stop names the drug it stops: not offered)."""
+    steps = [result["recommendation"]] + result["alternatives"]
+    return {s["drug"] for s in steps if s["action"] not in ("stop", "reduce")}
 
 
 def excluded(result: dict[str, Any]) -> set[str]:
