@@ -34,6 +34,6 @@ def evaluate_file(path: Path | str, rules_dir: Path | str | None = None) -> Expl
     """The whole pipeline for one patient file; rules load (and are checked) first, so
     nothing is evaluated on a broken rule set."""
     ruleset = load_ruleset(rules_dir or default_rules_dir())
-    doc = load_file(path)
+    doc = load_input(path)
     (patient, report), = patients_of(doc, ruleset.folder, single=True)
     return evaluate_patient(patient, ruleset, doc.sha256, report)
