@@ -21,6 +21,7 @@ from typing import Any
 
 from .courses import CourseView, course_key, next_step, weight_regimen
 from .texts import Overlay, context, render_text
+from .words import unmet_words
 from .evaluate import Evaluation
 from .facts import NO
 from .models import Patient
@@ -396,7 +397,7 @@ def _escalation(ruleset: RuleSet, ev: Evaluation, c: Candidate,
             continue
         note = (f"{c.summary} ({c.rule_id}) would stop {_label(ruleset, d)}, which has a "
                 f"partial response at {v.dose_text}, below its top dose step: the dose goes "
-                "up before a switch (drugs.yaml dosing).")
+                "up before a switch (the drug catalogue's dose steps).")
         return Candidate("increase", d, ruleset.drugs[d].stage, c.priority, None, dose,
                          f"Increase {_label(ruleset, d)} to {dose} before switching",
                          engine_rule=ESCALATE_RULE, note=note)
@@ -433,7 +434,7 @@ def _trial_hold(ruleset: RuleSet, c: Candidate, trials: list[CourseView]) -> Can
     v = min(trials, key=lambda t: (t.trial_until or dt.date.max, t.drug))
     label = _label(ruleset, v.drug)
     note = (f"{c.summary} ({c.rule_id}) waits: {label}, started {v.start}, is within its "
-            f"trial period until {v.trial_until} (drugs.yaml course.trial). No second drug "
+            f"trial period until {v.trial_until} (the drug catalogue's trial period). No second drug "
             "is added, or swapped in, while one is being judged.")
     return Candidate("continue", v.drug, ruleset.drugs[v.drug].stage, c.priority, None, None,
                      f"Continue {label}; judge the response on {v.trial_until} before adding "
@@ -488,7 +489,7 @@ def _never_with(ruleset: RuleSet, ev: Evaluation, c: Candidate) -> str | None:
     partners |= {d for d, e in ruleset.drugs.items() if c.drug in e.never_with}
     for other in sorted(partners - set(c.stops)):
         if ev.facts.get(f"{other}_status") == "current":
-            return f"never combined with {_label(ruleset, other)} (drugs.yaml never_with)"
+            return f"never combined with {_label(ruleset, other)} (the drug catalogue)"
     return None
 
 
@@ -630,15 +631,17 @@ def _why_not(ruleset: RuleSet, ev: Evaluation, rec: Candidate, candidates: list[
         offered = [c for c in candidates if c.drug == drug]
         if offered:
             c = offered[0]
-            out.append(WhyNot(drug, "outranked", f"{c.rule_id} (priority {c.priority}) "
-                              f"is outranked by {rec.rule_id} (priority {rec.priority})",
+            what = c.rule.spec.title if c.rule is not None else c.summary
+            out.append(WhyNot(drug, "outranked", f"{c.rule_id} ({what[:1].lower()}{what[1:]}) "
+                              f"is outranked by the chosen step, {rec.rule_id}",
                               (c.rule_id, rec.rule_id)))
             continue
         silent = [r for r in ruleset.recommenders.get(drug, ())
                   if r.id not in fired and r.spec.then.recommend.action in STARTING][:2]
         if silent:  # the two shown: their unmet conditions are computed, no others
-            reasons = "; ".join(f"{r.id} needs {', '.join(ev.unmet(r.id)) or 'its conditions'}"
-                                for r in silent)
+            reasons = "; ".join(
+                f"{r.id} needs {'; '.join(unmet_words(r.condition, ev.facts, ev.derived, ruleset)) or 'its conditions'}"
+                for r in silent)
             out.append(WhyNot(drug, "not_indicated", reasons, tuple(r.id for r in silent)))
         else:
             out.append(WhyNot(drug, "not_indicated", "no rule recommends it here"))

@@ -80,7 +80,7 @@ def to_text(ex: Explanation) -> str:
         out += _wrap(f"({others} other rules fired; --format json lists every rule in "
                      f"'trace'.)")
     out += _section("Not recommended", "(no other drug of the current or next stage)",
-                    [f"{w.drug} ({w.status.replace('_', ' ')}): {w.reason}" for w in ex.why_not])
+                    [f"{w.drug.replace('_', ' ')} ({w.status.replace('_', ' ')}): {w.reason}" for w in ex.why_not])
     out += _section("Alternatives", "(none)",
                     [f"{text} [{a.rule}]" for text, a in zip(ex.alternatives, r.alternatives)])
     out += _section("Monitoring", "(nothing beyond routine review)",

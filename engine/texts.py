@@ -98,7 +98,12 @@ def _course_values(out: dict[str, Any], ruleset: RuleSet, ev: Evaluation) -> Non
 
 
 def _retinal_values(out: dict[str, Any], ruleset: RuleSet, ev: Evaluation) -> None:
-    out["retinal_due"], out["retinal_annual_from"] = _retinal_dates(ruleset, ev)
+    due, out["retinal_annual_from"] = _retinal_dates(ruleset, ev)
+    out["retinal_due"] = due
+    # A due date is never shown in the past as if it were to come.
+    baseline = ev.facts.get("retinal_baseline_done") != "yes"
+    out["retinal_when"] = (f"overdue since {due}: examine now" if due < str(ev.patient.as_of)
+                           else f"due by {due}" if baseline else f"next due {due}")
 
 
 def _trial_value(out: dict[str, Any], ruleset: RuleSet, ev: Evaluation) -> None:
@@ -121,14 +126,14 @@ def _crcl_value(out: dict[str, Any], ruleset: RuleSet, ev: Evaluation) -> None:
 _MAKERS = {
     **dict.fromkeys(("stop_date", "conception_from", "recorded_dose", "trial_until",
                      "current_among", "conception_after"), _course_values),
-    "retinal_due": _retinal_values, "retinal_annual_from": _retinal_values,
+    **dict.fromkeys(("retinal_due", "retinal_annual_from", "retinal_when"), _retinal_values),
     "in_trial_until": _trial_value, "crcl_formula": _crcl_value,
 }
 
 
 def context(ruleset: RuleSet, ev: Evaluation) -> dict[str, Any]:
     """Values rule texts may name: {stop_date[drug]}, {conception_from[drug]},
-    {recorded_dose[drug]}, {trial_until[drug]}, {retinal_due}, {retinal_annual_from},
+    {recorded_dose[drug]}, {trial_until[drug]}, {retinal_due}, {retinal_when}, {retinal_annual_from},
     {in_trial_until}, {crcl_formula}, {current_among[a+b]}, {conception_after[a+b]};
     computed when first named."""
     return _Context(ruleset, ev)

@@ -16,7 +16,7 @@ from typing import Any
 from ..engine.rulecache import load_ruleset
 from ..engine.ruleset import RuleSet, default_rules_dir
 from ..engine.signoff import is_approved, ruleset_units, status_label
-from .words import condition_words
+from ..engine.words import condition_words
 
 SYSTEM = "urn:cledecide"
 STATE_EXTENSION = "https://cledecide.invalid/fhir/StructureDefinition/review-state"

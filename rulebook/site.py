@@ -29,7 +29,7 @@ from ..engine.signoff import (KINDS, STATES, Unit, content_sha256, counts, is_ap
 from .exercise import Run, run_all
 from .ladder import ladder_svg
 from .plandefinition import citation_links
-from .words import condition_tree, condition_words, thresholds_in, top_parts
+from ..engine.words import condition_tree, condition_words, thresholds_in, top_parts
 
 MAX_SCENARIOS_PER_RULE = 40
 

@@ -91,4 +91,4 @@ def test_why_not_covers_current_and_next_stage(ruleset) -> None:
     why = {w.drug: w for w in d.why_not}
     assert why["chloroquine"].status == "outranked"
     assert "methotrexate" in why and why["methotrexate"].status == "not_indicated"
-    assert "antimalarial_refractory" in why["methotrexate"].reason
+    assert "antimalarial refractory (not the case)" in why["methotrexate"].reason  # in words

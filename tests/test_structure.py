@@ -30,7 +30,7 @@ ENGINE_RANK = {
                      "courses", "facts", "conditions", "catalogue", "signoff"), 0),
     **dict.fromkeys(("load", "parsecache"), 1),
     "validate": 2,
-    **dict.fromkeys(("ruleset", "rulecache"), 3),
+    **dict.fromkeys(("ruleset", "rulecache", "words"), 3),
     "compile": 4,
     "evaluate": 5,
     **dict.fromkeys(("decide", "texts"), 6),

@@ -1,5 +1,6 @@
 """Conditions in plain words, for readers who do not read the rule language: each test
-with the fact's meaning, each named threshold with its value and unit."""
+with the fact's meaning, each named threshold with its value and unit. The rulebook
+shows rules with it; "why not" shows a silent rule's unmet conditions with it."""
 from __future__ import annotations
 
 import re
@@ -30,7 +31,7 @@ def threshold_text(name: str, ruleset: RuleSet) -> str:
     t = ruleset.provenance.thresholds.get(name)
     if t is not None:
         return f"{number(t.value)} {t.unit}".strip()
-    return f"{number(ruleset.thresholds[name])} mg/kg/day (drugs.yaml dose limit)"
+    return f"{number(ruleset.thresholds[name])} mg/kg/day (the drug catalogue's dose limit)"
 
 
 def _as_leaf(node: C.Node) -> C.Leaf | None:
@@ -107,3 +108,26 @@ def top_parts(node: C.Node) -> tuple[C.Node, ...]:
     if isinstance(node, C.All) and _as_leaf(node) is None:
         return node.items
     return (node,) if node != C.TRUE else ()
+
+
+def unmet_words(node: C.Node, facts: dict[str, Any], derived: Any,
+                ruleset: RuleSet) -> list[str]:
+    """The parts of a silent rule's condition that are not true, in words, each with
+    this patient's value: "severe disease (not the case)", "hydroxychloroquine: phase
+    of the latest course is in_trial (this patient: responding)"."""
+    parts = node.items if isinstance(node, C.All) and _as_leaf(node) is None else (node,)
+    out = []
+    for part in parts:
+        v = C.truth(part, facts, derived)
+        if v is True:
+            continue
+        words = condition_words(part, ruleset)
+        leaf = _as_leaf(part)
+        if v is None:
+            out.append(f"{words} (not recorded)")
+        elif leaf is not None and leaf.op != "derived" and leaf.fact in facts and \
+                not (leaf.op == "eq" and facts[leaf.fact] in ("yes", "no")):
+            out.append(f"{words} (this patient: {human(str(facts[leaf.fact]))})")
+        else:
+            out.append(f"{words} (not the case)")
+    return out
