@@ -353,7 +353,10 @@ def _requirement_steps(ruleset: RuleSet, ev: Evaluation, candidates: list[Candid
     is never excluded silently: unless a fired rule already decides its fate, its step
     is the rule's `if_taken` (hold by default: fail safe) with how to meet the
     requirement. Data-only exclusions are asked for by their own step instead."""
-    decided = set().union(*(stopped_by(c.action, c.drug, c.stops) for c in candidates))
+    # Only a rule that stops the drug itself decides its fate; a switch to a drug that
+    # may well be excluded too (chloroquine after retinopathy) does not.
+    decided = set().union(*(stopped_by(c.action, c.drug, c.stops) for c in candidates
+                            if c.action == "stop"))
     out = []
     for drug in _current(ruleset, ev):
         mine = [e for e in excluded if e.drug == drug and e.if_taken != "start_only"
@@ -443,8 +446,9 @@ def _trial_hold(ruleset: RuleSet, c: Candidate, trials: list[CourseView]) -> Can
 
 def _patient_words(matched: dict[str, Any]) -> str:
     """The patient's facts a rule matched, as words ('contraception none')."""
+    # A fact that is "no" did not break the requirement (an `any` reads all its parts).
     words = [f"{name.replace('_', ' ')} {value}" for name, value in matched.items()
-             if value is not True and not name.endswith("considered")]
+             if value is not True and value != "no" and not name.endswith("considered")]
     return "; ".join(words)
 
 

@@ -1,0 +1,259 @@
+"""Combined risks (issue 18): generated patients with two to four risks at once, and the
+invariants that must hold however the risks meet. Each invariant names a principle, not
+a patient: a drug or a risk factor added later inherits it.
+
+The layers below are drawn independently and applied on top of one another, so the
+generator reaches combinations no one wrote a scenario for."""
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from typing import Any, Callable
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conftest import REFRACTORY_HISTORY, patient, run
+from cledecide import load_ruleset
+from conftest import RULES
+
+RULESET = load_ruleset(RULES)
+AS_OF = dt.date(2026, 11, 20)
+TERATOGENS = ("methotrexate", "mycophenolate", "acitretin", "isotretinoin", "thalidomide",
+              "lenalidomide")
+MYELOSUPPRESSIVE = ("methotrexate", "mycophenolate", "dapsone", "lenalidomide")
+IMIDS = ("thalidomide", "lenalidomide")
+
+
+def ago(days: int) -> str:
+    return (AS_OF - dt.timedelta(days=days)).isoformat()
+
+
+def woman(record: dict[str, Any], **rep: Any) -> None:
+    record["demographics"].update(sex="female", age=min(record["demographics"]["age"], 44))
+    record["reproductive"] = {"childbearing_potential": True, "pregnant": False,
+                              "breastfeeding": False, "contraception": "two_methods",
+                              "contraception_since": ago(200),
+                              "negative_pregnancy_tests": [ago(13), ago(1)], **rep}
+
+
+def course(drug: str, start_days: int, stop_days: int | None = None,
+           response: str = "partial", **extra: Any) -> dict[str, Any]:
+    c: dict[str, Any] = {"drug": drug, "start": ago(start_days), "response": response}
+    dose = {"methotrexate": ("dose_mg_per_week", 15), "mycophenolate": ("dose_mg_per_day", 2000),
+            "acitretin": ("dose_mg_per_day", 25), "isotretinoin": ("dose_mg_per_day", 20),
+            "thalidomide": ("dose_mg_per_day", 50), "lenalidomide": ("dose_mg_per_day", 5),
+            "dapsone": ("dose_mg_per_day", 100), "hydroxychloroquine": ("dose_mg_per_day", 300)}
+    if drug in dose:
+        c[dose[drug][0]] = dose[drug][1]
+    if stop_days is not None:
+        c["stop"] = ago(stop_days)
+        c["stop_reason"] = extra.pop("stop_reason", "remission")
+    c.update(extra)
+    return c
+
+
+# ------------------------------------------------------------------ the risk layers
+# Each layer is (name, a strategy of functions that change a record in place).
+
+@st.composite
+def past_teratogen(draw) -> Callable[[dict], None]:
+    drug = draw(st.sampled_from(TERATOGENS))
+    stopped = draw(st.sampled_from([20, 60, 200, 400, 800, 1200]))
+
+    def apply(r: dict) -> None:
+        r["treatments"].append(course(drug, stopped + 300, stopped, "partial",
+                                      stop_reason="patient_choice"))
+    return apply
+
+
+@st.composite
+def current_teratogen(draw) -> Callable[[dict], None]:
+    drug = draw(st.sampled_from(TERATOGENS))
+    started = draw(st.sampled_from([30, 120, 400]))
+
+    def apply(r: dict) -> None:
+        if not any(c["drug"] == drug and "stop" not in c for c in r["treatments"]):
+            r["treatments"].append(course(drug, started))
+    return apply
+
+
+@st.composite
+def planning(draw) -> Callable[[dict], None]:
+    def apply(r: dict) -> None:
+        if r["demographics"]["sex"] == "female":
+            r["reproductive"]["planning_pregnancy"] = True
+        else:
+            r["reproductive"] = {**r.get("reproductive", {}), "planning_to_father": True,
+                                 "partner_may_conceive": True}
+    return apply
+
+
+@st.composite
+def vte_factors(draw) -> Callable[[dict], None]:
+    factors = draw(st.sets(st.sampled_from(["oestrogen", "apl", "past_vte", "smoker", "sle"]),
+                           min_size=1, max_size=4))
+
+    def apply(r: dict) -> None:
+        if "oestrogen" in factors and r["demographics"]["sex"] == "female":
+            r["reproductive"]["oestrogen_contraception"] = True
+        if "apl" in factors:
+            r["conditions"].append("antiphospholipid_antibodies")
+        if "past_vte" in factors:
+            r["conditions"].append("venous_thromboembolism")
+        if "smoker" in factors:
+            r["smoker"] = True
+        if "sle" in factors:
+            r["diagnosis"]["systemic_lupus"] = True
+    return apply
+
+
+@st.composite
+def contraception_change(draw) -> Callable[[dict], None]:
+    days = draw(st.sampled_from([3, 20, 27, 28, 40]))
+    method = draw(st.sampled_from(["one_method", "two_methods"]))
+
+    def apply(r: dict) -> None:
+        if r["demographics"]["sex"] == "female":
+            r["reproductive"].update(contraception=method, contraception_since=ago(days))
+    return apply
+
+
+@st.composite
+def failing_requirement(draw) -> Callable[[dict], None]:
+    kind = draw(st.sampled_from(["imid_one_method", "mtx_egfr", "mtx_liver", "dapsone_g6pd",
+                                 "len_renal", "hcq_retinopathy"]))
+
+    def apply(r: dict) -> None:
+        if kind == "imid_one_method" and r["demographics"]["sex"] == "female":
+            r["treatments"].append(course("lenalidomide", 100))
+            r["reproductive"]["contraception"] = "one_method"
+        elif kind == "mtx_egfr":
+            r["treatments"].append(course("methotrexate", 300))
+            r["labs"]["egfr"] = {"value": 25, "date": ago(5)}
+        elif kind == "mtx_liver":
+            r["treatments"].append(course("methotrexate", 300))
+            r["conditions"].append("liver_disease")
+        elif kind == "dapsone_g6pd":
+            r["treatments"].append(course("dapsone", 300))
+            r["labs"]["g6pd"] = {"value": "deficient", "date": ago(5)}
+        elif kind == "len_renal":
+            r["treatments"].append(course("lenalidomide", 100))
+            r["labs"]["egfr"] = {"value": 20, "date": ago(5)}
+        elif kind == "hcq_retinopathy":
+            r["conditions"].append("retinopathy")
+    return apply
+
+
+@st.composite
+def low_count_fever(draw) -> Callable[[dict], None]:
+    drug = draw(st.sampled_from(MYELOSUPPRESSIVE))
+    neutrophils = draw(st.sampled_from([0.4, 0.9, 1.1, 1.5]))
+    symptom = draw(st.sampled_from(["fever", "infection"]))
+
+    def apply(r: dict) -> None:
+        if not any(c["drug"] == drug and "stop" not in c for c in r["treatments"]):
+            r["treatments"].append(course(drug, 200))
+        r["labs"]["neutrophils"] = {"value": neutrophils, "date": ago(0)}
+        r["symptoms"].append(symptom)
+    return apply
+
+
+@st.composite
+def responding_stop(draw) -> Callable[[dict], None]:
+    drug = draw(st.sampled_from(IMIDS))
+    reason = draw(st.sampled_from(["paresthesia", "leg_swelling", "pregnant", "breastfeeding"]))
+
+    def apply(r: dict) -> None:
+        if any(c["drug"] in IMIDS for c in r["treatments"]):
+            return
+        r["treatments"].append(course(drug, 200, response="complete"))
+        if reason in ("paresthesia", "leg_swelling"):
+            r["symptoms"].append(reason)
+        elif r["demographics"]["sex"] == "female":
+            r["reproductive"][reason] = True
+    return apply
+
+
+LAYERS = st.lists(st.one_of(past_teratogen(), current_teratogen(), planning(), vte_factors(),
+                            contraception_change(), failing_requirement(), low_count_fever(),
+                            responding_stop()), min_size=2, max_size=4)
+
+
+@st.composite
+def risky_patients(draw) -> dict[str, Any]:
+    """A refractory patient (so every rung is in play) with two to four risks at once."""
+    record = patient(treatments=copy.deepcopy(REFRACTORY_HISTORY))
+    record["demographics"]["age"] = draw(st.sampled_from([17, 30, 42, 50, 67]))
+    if draw(st.booleans()):
+        woman(record)
+    else:
+        record["demographics"]["sex"] = "male"
+        record["reproductive"] = {"partner_may_conceive": draw(st.booleans()),
+                                  "condom_use": draw(st.sampled_from([True, False, "unknown"]))}
+    for layer in draw(LAYERS):
+        layer(record)
+    record["conditions"] = sorted(set(record["conditions"]))
+    record["symptoms"] = sorted(set(record["symptoms"]))
+    return record
+
+
+# ------------------------------------------------------------------ the invariants
+
+def current_drugs(record: dict[str, Any]) -> set[str]:
+    return {c["drug"] for c in record["treatments"] if "stop" not in c}
+
+
+def step_stops(result: dict[str, Any]) -> set[str]:
+    rec = result["recommendation"]
+    out = set(rec.get("stops") or [])
+    if rec["action"] == "stop" and rec["drug"]:
+        out.add(rec["drug"])
+    return out
+
+
+def stated(result: dict[str, Any], drug: str) -> bool:
+    """The output says what happens to a current drug: the step stops it or is about it,
+    or a critical warning names it."""
+    label = RULESET.drugs[drug].label.lower()
+    rec = result["recommendation"]
+    return (drug in step_stops(result) or rec["drug"] == drug
+            or any(w["severity"] == "critical" and label in w["message"].lower()
+                   for w in result["warnings"]))
+
+
+@given(risky_patients())
+def test_no_current_drug_is_excluded_without_a_stated_step(record) -> None:
+    result = run(record, RULESET)
+    for e in result["excluded"]:
+        rule = RULESET.by_id.get(e["rule"])
+        if e["drug"] not in current_drugs(record) or rule is None:
+            continue
+        if rule.spec.then.if_taken == "start_only":
+            continue
+        assert stated(result, e["drug"]), (e, result["recommendation"]["summary"])
+
+
+@given(risky_patients())
+def test_no_refer_because_of_a_requirement_that_can_be_met(record) -> None:
+    result = run(record, RULESET)
+    if result["recommendation"]["action"] != "refer":
+        return
+    fixable = [e for e in result["excluded"]
+               if e["rule"] in RULESET.by_id and RULESET.by_id[e["rule"]].spec.then.fix]
+    assert not fixable, (fixable, result["recommendation"]["summary"])
+
+
+@given(risky_patients())
+def test_every_stop_of_a_responding_relapse_prone_drug_has_a_relapse_watch(record) -> None:
+    result = run(record, RULESET)
+    rec = result["recommendation"]
+    stopped = step_stops(result) | ({rec["drug"]} if rec["action"] == "reduce" else set())
+    for drug in stopped:
+        entry = RULESET.drugs.get(drug)
+        responded = any(c["drug"] == drug and c["response"] in ("partial", "complete")
+                        for c in record["treatments"])
+        if entry is None or entry.course.relapse is None or not responded:
+            continue
+        assert any(m["what"] == "relapse_watch" for m in result["monitoring"]), \
+            (drug, rec["summary"])
