@@ -70,9 +70,14 @@ def register(app: typer.Typer, guarded: Callable, fail: Callable, emit: Callable
              f"{record.date}, content sha256 {record.sha256[:12]}\n")
 
     @app.command("list")
-    def list_(folder: Optional[Path] = typer.Argument(None, help="Rules folder.")) -> None:
-        """The rules as a table: id, stage, priority, kind, title."""
-        emit(guarded(review.list_rules, folder))
+    def list_(folder: Optional[Path] = typer.Argument(None, help="Rules folder."),
+              fmt: str = typer.Option("text", "--format",
+                                      help="text (a table) or json (every rule in full, "
+                                           "the generated ones too).")) -> None:
+        """The active rules as a table: id, stage, priority, kind, title."""
+        if fmt not in ("text", "json"):
+            fail(f"unknown list format '{fmt}'; use text or json")
+        emit(guarded(review.list_rules, folder, fmt))
 
     @app.command("show")
     def show(rule_id: str = typer.Argument(..., help="A rule id."),

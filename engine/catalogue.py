@@ -1,45 +1,101 @@
 """Rules generated from the drug catalogue (drugs.yaml), compiled like any other rule.
 
-A reviewer states each drug's reproductive profile and dosing once, in drugs.yaml; this
-module turns them into ordinary rules (exclusions, requests, warnings and stop steps)
-that go through the same validation, durable_rules compilation, trace and "why not"
-as hand-written ones. Changing acitretin's 3 years is one edit, and a drug added next
-year is covered by the same requirements without a new rule file.
+A reviewer states each drug's reproductive profile and dosing once, in drugs.yaml; the
+rule templates of rules/reproductive-templates.yaml say, in YAML a reviewer reads, which
+rules a reproductive profile makes, and this module fills them in (`expand`). Dose and
+combination checks are made here. The results are ordinary rules (exclusions, requests,
+warnings and stop steps) that go through the same validation, durable_rules
+compilation, trace and "why not" as hand-written ones: changing acitretin's 3 years is
+one edit, and a drug added next year is covered without a new rule.
 
 Rule ids start with `catalogue.`; their `because` names the drug's requirement and the
 named threshold behind it, so the why-not reads "acitretin needs ... for 3 years".
+The template language is described at the top of the template file.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import ast
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Callable, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
 
 CATALOGUE_FILE = "drugs.yaml"
-SUFFICIENT = {"none": ["none", "one_method", "two_methods", "abstinence"],
-              "one_method": ["one_method", "two_methods", "abstinence"],
-              "two_methods": ["two_methods", "abstinence"]}
-CONTRACEPTION_WORDS = {"one_method": "one reliable contraception method (two preferred)",
-                       "two_methods": "two reliable contraception methods used together "
-                                      "(or continuous abstinence)"}
-# Derived once, so that the per-drug rules below test nothing on the patient fact
-# (durable_rules fails when more than 64 rules match one fact at once).
-MAY_CONCEIVE = "may_conceive"
-SINCE_UNKNOWN = "contraception_since_unknown"
-CONDOMS_UNKNOWN = "condom_use_unknown"
-DERIVED_BASE = (MAY_CONCEIVE, SINCE_UNKNOWN, CONDOMS_UNKNOWN)
+TEMPLATE_FILE = "reproductive-templates.yaml"
+PROFILES = ("woman", "man")  # drugs.<name>.reproductive.<profile>
+
+Text = Annotated[str, Field(min_length=1, max_length=4000)]
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=80)]
 
 
-def test_fact(w: Any) -> str:
-    """The derived fact 'the pre-start pregnancy tests of this kind are missing'."""
-    parts = [str(w.tests_before_start), str(w.tests_apart_days_min or 0),
-             str(w.tests_apart_days_max or 0), w.last_test_within or "any"]
-    return "pregnancy_tests_missing_" + "_".join(parts)
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-def since_fact(threshold: str) -> str:
-    """The derived fact 'contraception in place for less than <threshold>'."""
-    return f"contraception_under_{threshold}"
-PARTNER = {"any": ["partner_may_conceive", "partner_may_conceive is unknown"]}
-WASHOUT_PLANNING_REQUEST_WEEKS = 52  # washouts this long need the patient's plans first
+class Level(_Strict):
+    """What one contraception level asks of a woman who may conceive."""
+
+    needs: Text                      # in words, as the advice says it
+    met_by: list[Name] = Field(min_length=1)
+    short_of: list[Name] = Field(min_length=1)
+
+
+class Choice(_Strict):
+    """A form of a phrase used only when the profile meets `if`."""
+
+    if_: Text = Field(alias="if")
+    text: str
+
+
+class EachDrug(_Strict):
+    """A phrase made once per drug of the rule and joined."""
+
+    for_each_drug: Text = Field(alias="for each drug")
+    joined_by: str = Field(alias="joined by")
+
+
+Phrase = Union[list[Union[str, Choice]], EachDrug]
+FOR = r"^(each drug|drugs together|each value of [a-z_]+(, [a-z_]+)*)$"
+
+
+class Template(_Strict):
+    """A rule with {{placeholders}}, made for the drugs whose profile meets `where`."""
+
+    id: Text
+    for_: Annotated[str, Field(pattern=FOR)] = Field(alias="for")
+    where: Text | None = None
+    title: Text
+    priority: int = Field(ge=0, le=100)
+    when: Any
+    then: dict[str, Any]
+    because: Text
+    evidence: list[str] = Field(default_factory=list)
+
+
+class TemplateFile(_Strict):
+    contraception: dict[Literal["one_method", "two_methods"], Level] = Field(
+        default_factory=dict)
+    phrases: dict[Name, Phrase] = Field(default_factory=dict)
+    woman: list[Template] = Field(default_factory=list)
+    man: list[Template] = Field(default_factory=list)
+
+
+class TemplateError(ValueError):
+    """A template that cannot be filled: the message and where in the file."""
+
+    def __init__(self, message: str, path: tuple[Any, ...]) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class Generated(dict):  # type: ignore[type-arg]
+    """A rule made from the catalogue, as rule-file data that remembers the template
+    it came from (its path in the template file; None: made by the code below)."""
+
+    def __init__(self, data: dict[str, Any], template: tuple[Any, ...] | None = None):
+        super().__init__(data)
+        self.template = template
 
 
 class Catalogue:
@@ -52,7 +108,7 @@ class Catalogue:
         self.days = days
 
     def label(self, drug: str) -> str:
-        return self.drugs[drug].label
+        return str(self.drugs[drug].label)
 
     def labels(self, drugs: list[str]) -> str:
         names = [self.label(d) for d in drugs]
@@ -70,6 +126,407 @@ class Catalogue:
         return round((self.days(name) or 0) / 7, 3)
 
 
+# ---------------------------------------------------------------- the template filler
+
+PLACEHOLDER = re.compile(r"\{\{([^{}]*)\}\}")
+EXPRESSION = re.compile(r"\s*([a-z_][a-z0-9_]*)(?:\.([a-z_]+))?(?:\s+or\s+(\S+))?\s*$")
+DURATION_ATTRS = ("span", "weeks", "days")
+GROUP_NAMES = ("drugs", "drugs_plus", "labels", "evidence", "all_evidence")
+DRUG_NAMES = ("drug", "label", "evidence", "all_evidence")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a template is filled for: its drugs and, for one drug or one shared value,
+    the profile fields it may name."""
+
+    drugs: tuple[str, ...]
+    profiles: dict[str, dict[str, Any]]     # drug -> its profile (every drug of the kind)
+    fields: frozenset[str]                  # profile fields this scope may name
+    single: bool = False                    # for each drug: {{drug}} and {{label}}
+
+    @property
+    def profile(self) -> dict[str, Any]:
+        """The fields named: the drug's, or those the drugs share (of the last one)."""
+        return self.profiles[self.drugs[-1]]
+
+    def one(self, drug: str) -> "Scope":
+        return _single(self.profiles, drug)
+
+
+def _single(profiles: dict[str, dict[str, Any]], drug: str) -> Scope:
+    return Scope((drug,), profiles, frozenset(profiles[drug]), True)
+
+
+class Filler:
+    """Fills one profile kind's templates from the catalogue."""
+
+    def __init__(self, cat: Catalogue, file: TemplateFile, kind: str,
+                 fields: frozenset[str]) -> None:
+        self.cat, self.file, self.kind, self.fields = cat, file, kind, fields
+        self.profiles = {d: _profile(getattr(e.reproductive, kind, None))
+                         for d, e in cat.drugs.items() if e.reproductive
+                         and getattr(e.reproductive, kind, None) is not None}
+
+    # -- what a template is made for
+    def scopes(self, t: Template, path: tuple[Any, ...]) -> list[Scope]:
+        chosen = [d for d in self.profiles if t.where is None
+                  or self.test(t.where, _single(self.profiles, d), path + ("where",))]
+        if t.for_ == "each drug":
+            return [_single(self.profiles, d) for d in chosen]
+        if t.for_ == "drugs together":
+            return [Scope(tuple(chosen), self.profiles, frozenset())] if chosen else []
+        keys = frozenset(value_keys(t))
+        groups: dict[Any, list[str]] = {}  # drugs whose values give one rule id share it
+        for d in chosen:
+            rid = self.fill(t.id, Scope((d,), self.profiles, keys), path + ("id",))
+            groups.setdefault(rid, []).append(d)
+        return [Scope(tuple(g), self.profiles, keys) for g in groups.values()]
+
+    # -- values
+    def value(self, expr: str, scope: Scope, path: tuple[Any, ...]) -> Any:
+        """One placeholder's value (None: it has none)."""
+        m = EXPRESSION.match(expr)
+        if not m:
+            raise TemplateError(f"'{{{{{expr}}}}}' is not a placeholder (NAME, NAME.WHAT "
+                                "or NAME or DEFAULT)", path)
+        name, attr, default = m.groups()
+        value = self._named(name, scope, path)
+        if attr is not None and value is not None:
+            value = self._attr(name, value, attr, path)
+        return default if value is None and default is not None else value
+
+    def _named(self, name: str, scope: Scope, path: tuple[Any, ...]) -> Any:
+        if name in self.file.phrases:
+            return self.phrase(name, scope, path)
+        drugs = list(scope.drugs)
+        if scope.single and name in ("drug", "label"):
+            return drugs[0] if name == "drug" else self.cat.label(drugs[0])
+        if name in ("drugs", "drugs_plus", "labels") and not scope.single:
+            return drugs if name == "drugs" else \
+                "+".join(drugs) if name == "drugs_plus" else self.cat.labels(drugs)
+        if name == "evidence":
+            return [k for d in drugs for k in self.profiles[d]["evidence"] or []]
+        if name == "all_evidence":
+            return [k for p in self.profiles.values() for k in p["evidence"] or []]
+        if name == "evidence_of_last_drug" and not scope.single and scope.fields:
+            return list(scope.profile["evidence"] or [])
+        if name in scope.fields:
+            return scope.profile[name]
+        known = ("a field of the drug's profile" if scope.single else
+                 "one of the fields of `for`" if scope.fields else "a list of drugs")
+        raise TemplateError(f"{{{{{name}}}}}: unknown here (this template names "
+                            f"{known}; see the top of {TEMPLATE_FILE})", path)
+
+    def _attr(self, name: str, value: Any, attr: str, path: tuple[Any, ...]) -> Any:
+        if attr in DURATION_ATTRS:
+            if value not in self.cat.thresholds:
+                raise TemplateError(f"{{{{{name}.{attr}}}}}: '{value}' is not a named "
+                                    "threshold", path)
+            return self.cat.span(value) if attr == "span" else \
+                self.cat.weeks(value) if attr == "weeks" else self.cat.days(value)
+        if attr == "slug":
+            return str(value).replace("_", "-")
+        if attr == "trimmed":
+            return str(value).rstrip() or None
+        table = self.file.contraception if name == "contraception" else None
+        if table is not None and value in table and attr in Level.model_fields:
+            return getattr(table[value], attr)
+        raise TemplateError(f"{{{{{name}.{attr}}}}}: unknown (span, weeks, days, slug, "
+                            "trimmed, or a column of the table named like the field)", path)
+
+    def text(self, template: str, scope: Scope, path: tuple[Any, ...]) -> str | None:
+        """A text with its placeholders filled, or None when one has no value."""
+        missing = False
+
+        def one(m: re.Match[str]) -> str:
+            nonlocal missing
+            value = self.value(m.group(1), scope, path)
+            if value is None:
+                missing = True
+                return ""
+            return _words(value)
+
+        out = PLACEHOLDER.sub(one, template)
+        return None if missing else out
+
+    def phrase(self, name: str, scope: Scope, path: tuple[Any, ...]) -> str | None:
+        """The first form of a phrase whose placeholders all have values."""
+        forms = self.file.phrases[name]
+        where = ("phrases", name)
+        if isinstance(forms, EachDrug):
+            made = [self.text(forms.for_each_drug, scope.one(d), where) for d in scope.drugs]
+            return forms.joined_by.join(m for m in made if m is not None)
+        for i, form in enumerate(forms):
+            if isinstance(form, Choice):
+                if not self.test(form.if_, scope, where + (i, "if")):
+                    continue
+                form = form.text
+            made = self.text(form, scope, where + (i,))
+            if made is not None:
+                return made
+        return None
+
+    # -- structure
+    def fill(self, node: Any, scope: Scope, path: tuple[Any, ...]) -> Any:
+        """A template value filled in; None when it is left out."""
+        if isinstance(node, str):
+            whole = PLACEHOLDER.fullmatch(node)
+            if whole:
+                return self.value(whole.group(1), scope, path)
+            return self.text(node, scope, path)
+        if isinstance(node, dict):
+            out = {k: self.fill(v, scope, path + (k,)) for k, v in node.items()}
+            return {k: v for k, v in out.items() if v is not None}
+        if isinstance(node, list):
+            return self._items(node, scope, path)
+        return node
+
+    def _items(self, items: list[Any], scope: Scope, path: tuple[Any, ...]) -> list[Any]:
+        out: list[Any] = []
+        for i, item in enumerate(items):
+            where = path + (i,)
+            if isinstance(item, dict) and set(item) == {"if", "add"}:
+                if self.test(item["if"], scope, where + ("if",)):
+                    out += self._items(list(item["add"] or []), scope, where + ("add",))
+                continue
+            if isinstance(item, dict) and set(item) == {"for each drug"}:
+                for d in scope.drugs:
+                    out += self._items([item["for each drug"]], scope.one(d), where)
+                continue
+            value = self.fill(item, scope, where)
+            if isinstance(value, list) and isinstance(item, str):
+                out += value            # a list placeholder spliced in
+            elif value is not None:
+                out.append(value)
+        return out
+
+    # -- tests of the profile (`where`, `if`)
+    def test(self, text: str, scope: Scope, path: tuple[Any, ...]) -> bool:
+        try:
+            tree = ast.parse(text.strip(), mode="eval")
+        except SyntaxError:
+            raise TemplateError(f"'{text}': not a test (use fields, ==, !=, <, <=, >, >=, "
+                                "and, or, not)", path) from None
+        return bool(self._truth(tree.body, scope, path, text))
+
+    def _truth(self, node: ast.AST, scope: Scope, path: tuple[Any, ...], text: str) -> Any:
+        if isinstance(node, ast.BoolOp):
+            values = (self._truth(v, scope, path, text) for v in node.values)
+            return all(values) if isinstance(node.op, ast.And) else any(values)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            return not self._truth(node.operand, scope, path, text)
+        if isinstance(node, ast.Compare) and len(node.ops) == 1 and \
+                type(node.ops[0]) in _COMPARE:
+            left = self._operand(node.left, scope, path, text, False)
+            right = self._operand(node.comparators[0], scope, path, text, True)
+            if left is None or right is None:
+                return False  # a value that is not given meets no comparison
+            try:
+                return _COMPARE[type(node.ops[0])](left, right)
+            except TypeError:
+                raise TemplateError(f"'{text}': compares {left!r} with {right!r}",
+                                    path) from None
+        return self._operand(node, scope, path, text, False)
+
+    def _operand(self, node: ast.AST, scope: Scope, path: tuple[Any, ...], text: str,
+                 word: bool) -> Any:
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str)):
+            return node.value
+        if isinstance(node, ast.Name) and word and node.id not in self.fields:
+            return node.id  # `contraception == two_methods`: a word
+        if isinstance(node, ast.Name):
+            return self._field(node.id, scope, path)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            value = self._field(node.value.id, scope, path)
+            return None if value is None else self._attr(node.value.id, value, node.attr,
+                                                         path)
+        raise TemplateError(f"'{text}': not a test (use fields, ==, !=, <, <=, >, >=, "
+                            "and, or, not)", path)
+
+    def _field(self, name: str, scope: Scope, path: tuple[Any, ...]) -> Any:
+        if name not in scope.fields:
+            raise TemplateError(f"'{name}' is not a field of the {self.kind}'s profile "
+                                "here", path)
+        return scope.profile[name]
+
+    # -- one template
+    def rules(self, t: Template, path: tuple[Any, ...]) -> list[dict[str, Any]]:
+        out = []
+        for scope in self.scopes(t, path):
+            data = {key: self.fill(getattr(t, key), scope, path + (key,))
+                    for key in ("id", "title", "when", "then", "because", "evidence")}
+            data.update(stage="general", priority=t.priority,
+                        evidence=sorted(dict.fromkeys(data["evidence"] or [])))
+            out.append({k: v for k, v in data.items() if v is not None})
+        return out
+
+
+def value_keys(t: Template) -> list[str]:
+    """The fields of `for: each value of F1, F2` (none for the other kinds)."""
+    if not t.for_.startswith("each value of "):
+        return []
+    return [k.strip() for k in t.for_.removeprefix("each value of ").split(",")]
+
+
+_COMPARE: dict[type, Callable[[Any, Any], bool]] = {
+    ast.Eq: lambda a, b: a == b, ast.NotEq: lambda a, b: a != b,
+    ast.Lt: lambda a, b: a < b, ast.LtE: lambda a, b: a <= b,
+    ast.Gt: lambda a, b: a > b, ast.GtE: lambda a, b: a >= b}
+
+
+def _profile(model: Any) -> dict[str, Any]:
+    """A profile's fields; an empty text is a field not given."""
+    return {k: (None if v == "" else v) for k, v in dict(model).items()}
+
+
+def _words(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def expand(file: TemplateFile, cat: Catalogue,
+           fields: dict[str, frozenset[str]]) -> list[Generated]:
+    """Every rule the templates make from the catalogue's reproductive profiles;
+    `fields` are the fields of each profile kind (drugs.yaml's models)."""
+    out: list[Generated] = []
+    for kind in PROFILES:
+        filler = Filler(cat, file, kind, fields[kind])
+        for i, t in enumerate(getattr(file, kind)):
+            out += [Generated(data, (kind, i)) for data in filler.rules(t, (kind, i))]
+    return out
+
+
+# ------------------------------------------------------------------ the static check
+
+_TEST_NODES = (ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not,
+               ast.Compare, ast.Name, ast.Attribute, ast.Constant, ast.Load,
+               *(_COMPARE))
+ATTRS = (*DURATION_ATTRS, "slug", "trimmed")
+
+
+def check(file: TemplateFile, fields: dict[str, frozenset[str]]) -> list[TemplateError]:
+    """Mistakes no catalogue could fill (an unknown placeholder, field or test), found
+    whether or not a drug meets the template today."""
+    out: list[TemplateError] = []
+    for kind in PROFILES:
+        every = fields[kind]
+        each_drug = (frozenset(DRUG_NAMES) | every, every)
+        for i, t in enumerate(getattr(file, kind)):
+            path: tuple[Any, ...] = (kind, i)
+            keys = frozenset(value_keys(t))
+            if keys - every:
+                out.append(TemplateError(f"'{sorted(keys - every)[0]}' is not a field of "
+                                         f"the {kind}'s profile", path + ("for",)))
+                continue  # its placeholders would only repeat the mistake
+            if t.where:
+                _check_test(t.where, every, every, path + ("where",), out)
+            if t.for_ == "each drug":
+                names = each_drug
+            elif keys:
+                names = (frozenset(GROUP_NAMES) | {"evidence_of_last_drug"} | keys, keys)
+            else:
+                names = (frozenset(GROUP_NAMES), frozenset())
+            for key in ("id", "title", "when", "then", "because", "evidence"):
+                _Walk(file, every, each_drug, out).node(getattr(t, key), names, path + (key,))
+    return out
+
+
+def _check_test(text: str, allowed: frozenset[str], every: frozenset[str],
+                path: tuple[Any, ...], out: list[TemplateError]) -> None:
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError:
+        tree = None
+    if tree is None or not all(isinstance(n, _TEST_NODES) for n in ast.walk(tree)):
+        out.append(TemplateError(f"'{text}': not a test (use fields, ==, !=, <, <=, >, >=, "
+                                 "and, or, not)", path))
+        return
+    words = {c.id for n in ast.walk(tree) if isinstance(n, ast.Compare)
+             for c in n.comparators if isinstance(c, ast.Name) and c.id not in every}
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Name) and n.id not in allowed and n.id not in words:
+            out.append(TemplateError(f"'{n.id}' in '{text}': not a field of the profile "
+                                     "here", path))
+        elif isinstance(n, ast.Attribute) and n.attr not in ATTRS and not (
+                isinstance(n.value, ast.Name) and n.value.id == "contraception"
+                and n.attr in Level.model_fields):
+            out.append(TemplateError(f"'.{n.attr}' in '{text}': unknown ({', '.join(ATTRS)}, "
+                                     "or a column of the table contraception)", path))
+
+
+@dataclass
+class _Walk:
+    """Walks a template (and the phrases it uses) for names it may not use."""
+
+    file: TemplateFile
+    every: frozenset[str]
+    each_drug: tuple[frozenset[str], frozenset[str]]
+    out: list[TemplateError]
+
+    def node(self, node: Any, names: tuple[frozenset[str], frozenset[str]],
+             path: tuple[Any, ...], phrases: tuple[str, ...] = ()) -> None:
+        if isinstance(node, str):
+            for expr in PLACEHOLDER.findall(node):
+                self.placeholder(expr, names, path, phrases)
+        elif isinstance(node, dict) and set(node) == {"if", "add"}:
+            _check_test(str(node["if"]), names[1], self.every, path + ("if",), self.out)
+            self.node(node["add"], names, path + ("add",), phrases)
+        elif isinstance(node, dict) and set(node) == {"for each drug"}:
+            self.node(node["for each drug"], self.each_drug, path, phrases)
+        elif isinstance(node, dict):
+            for k, v in node.items():
+                self.node(v, names, path + (k,), phrases)
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                self.node(v, names, path + (i,), phrases)
+
+    def placeholder(self, expr: str, names: tuple[frozenset[str], frozenset[str]],
+                    path: tuple[Any, ...], phrases: tuple[str, ...]) -> None:
+        m = EXPRESSION.match(expr)
+        used = f" (phrase {phrases[-1]})" if phrases else ""
+        if not m:
+            self.out.append(TemplateError(f"'{{{{{expr}}}}}'{used}: not a placeholder "
+                                          "(NAME, NAME.WHAT or NAME or DEFAULT)", path))
+            return
+        name, attr, _ = m.groups()
+        if name in self.file.phrases:
+            if name in phrases:
+                self.out.append(TemplateError(f"phrase {name} uses itself", path))
+            else:
+                self.phrase(name, names, path, phrases + (name,))
+        elif name not in names[0]:
+            self.out.append(TemplateError(f"{{{{{name}}}}}{used}: unknown here (see the top "
+                                          f"of {TEMPLATE_FILE})", path))
+        elif attr is not None and attr not in ATTRS and not (
+                name == "contraception" and attr in Level.model_fields):
+            self.out.append(TemplateError(f"{{{{{name}.{attr}}}}}{used}: unknown ({', '.join(ATTRS)}, "
+                                          "or a column of the table contraception)", path))
+
+    def phrase(self, name: str, names: tuple[frozenset[str], frozenset[str]],
+               path: tuple[Any, ...], phrases: tuple[str, ...]) -> None:
+        forms = self.file.phrases[name]
+        if isinstance(forms, EachDrug):
+            self.node(forms.for_each_drug, self.each_drug, path, phrases)
+            return
+        for form in forms:
+            if isinstance(form, Choice):
+                _check_test(form.if_, names[1], self.every, path, self.out)
+                form = form.text
+            self.node(form, names, path, phrases)
+
+
+def static_derived(file: TemplateFile) -> set[str]:
+    """Facts the templates derive whatever the catalogue holds (no placeholder)."""
+    return {t.then["derive"] for kind in PROFILES for t in getattr(file, kind)
+            if isinstance(t.then.get("derive"), str) and "{{" not in t.then["derive"]}
+
+
+# ---------------------------------------------------------- dose and combination rules
+
 def _cap(text: str) -> str:
     return text[:1].upper() + text[1:]
 
@@ -79,395 +536,6 @@ def _rule(rid: str, title: str, priority: int, when: Any, then: dict[str, Any],
     return {"id": rid, "title": title, "stage": "general", "priority": priority,
             "when": when, "then": then, "because": because,
             "evidence": sorted(dict.fromkeys(evidence))}
-
-
-def _woman_rules(cat: Catalogue) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    women = {d: e.reproductive.woman for d, e in cat.drugs.items() if e.reproductive}
-    if not women:
-        return out
-    ev_all = [k for w in women.values() for k in w.evidence]
-    out.append(_rule(
-        "catalogue.may-conceive", "A woman who may be able to conceive", 50,
-        {"any": ["childbearing_potential", "childbearing_potential is unknown"]},
-        {"derive": MAY_CONCEIVE},
-        "Pregnancy prevention applies unless childbearing potential is ruled out (fail safe).",
-        ev_all))
-    out.append(_rule(
-        "catalogue.contraception-since.unknown", "Contraception start date not recorded", 50,
-        {"all": [MAY_CONCEIVE, "contraception in [one_method, two_methods, abstinence]",
-                 "contraception_weeks is unknown"]},
-        {"derive": SINCE_UNKNOWN},
-        "Contraception is recorded without the date it began.", ev_all))
-    for name in sorted({w.before_start for w in women.values() if w.before_start}):
-        out.append(_rule(
-            f"catalogue.contraception-since.under.{name.replace('_', '-')}",
-            f"Contraception in place for less than {cat.span(name)}", 50,
-            {"all": [MAY_CONCEIVE, f"contraception_weeks < {cat.weeks(name):g}"]},
-            {"derive": since_fact(name)},
-            f"The current contraception began less than {cat.span(name)} ago ({name}).",
-            ev_all))
-    signatures = {test_fact(w): w for w in women.values() if w.tests_before_start}
-    for fact, w in sorted(signatures.items()):
-        within = cat.days(w.last_test_within) if w.last_test_within else None
-        parts: list[Any] = ["days_since_negative_pregnancy_test is unknown"]
-        if within is not None:
-            parts.append(f"days_since_negative_pregnancy_test > {within}")
-        if w.tests_before_start >= 2:
-            parts.append("negative_pregnancy_test_gap_days is unknown")
-            if w.tests_apart_days_min is not None:
-                parts.append(f"negative_pregnancy_test_gap_days < {w.tests_apart_days_min}")
-            if w.tests_apart_days_max is not None:
-                parts.append(f"negative_pregnancy_test_gap_days > {w.tests_apart_days_max}")
-        out.append(_rule(
-            "catalogue.tests-missing." + fact.removeprefix("pregnancy_tests_missing_")
-            .replace("_", "-"), "Pre-start pregnancy tests not (yet) done", 50,
-            {"all": [MAY_CONCEIVE, {"any": parts}]}, {"derive": fact},
-            f"The pregnancy tests before a start ({_ask(cat, w)}) are not on record.",
-            w.evidence))
-
-    contraindicated = [d for d, w in women.items() if w.pregnancy == "contraindicated"]
-    if contraindicated:
-        out.append(_rule(
-            "catalogue.pregnancy.contraindicated", "No teratogen in pregnancy", 100,
-            "pregnant", {"exclude": contraindicated},
-            f"Pregnant: {cat.labels(contraindicated)} are contraindicated in pregnancy "
-            "(drugs.yaml reproductive.woman.pregnancy).", ev_all))
-        out.append(_rule(
-            "catalogue.pregnancy.unknown", "Pregnancy status unknown before a teratogen", 100,
-            "pregnant is unknown",
-            {"exclude": contraindicated,
-             "request": [{"field": "reproductive.pregnant", "ask": "pregnancy test",
-                          "why": "Pregnancy test before any teratogenic drug (unknown "
-                                 "status blocks it)."}]},
-            f"Pregnancy status unknown: {cat.labels(contraindicated)} wait for a negative "
-            "pregnancy test (fail safe).", ev_all))
-
-    avoid = [d for d, w in women.items() if w.breastfeeding == "avoid"]
-    if avoid:
-        out.append(_rule(
-            "catalogue.breastfeeding.avoid", "Not while breastfeeding", 100, "breastfeeding",
-            {"exclude": avoid},
-            f"Breastfeeding: {cat.labels(avoid)} are not used while breastfeeding "
-            "(drugs.yaml reproductive.woman.breastfeeding).", ev_all))
-        out.append(_rule(
-            "catalogue.breastfeeding.unknown", "Breastfeeding status unknown", 100,
-            # Not only when she may conceive: a woman sterilised after a birth may
-            # breastfeed (found by the thorough 'unknown never riskier' property).
-            "breastfeeding is unknown",
-            {"exclude": avoid,
-             "request": [{"field": "reproductive.breastfeeding",
-                          "why": "Drugs not used while breastfeeding wait until it is known."}]},
-            f"Breastfeeding status unknown: {cat.labels(avoid)} wait (fail safe).", ev_all))
-        out.append(_rule(
-            "catalogue.breastfeeding.stop", "Stop drugs not used while breastfeeding", 100,
-            {"all": ["breastfeeding", {"any": [f"{d}_status == current" for d in avoid]}]},
-            {"recommend": {"action": "stop", "among": avoid,
-                           "summary": f"Stop {{current_among[{'+'.join(avoid)}]}}: the "
-                                      "patient is breastfeeding (keep hydroxychloroquine)"}},
-            f"{cat.labels(avoid)} are not used while breastfeeding; hydroxychloroquine and "
-            "prednisolone are (drugs.yaml reproductive.woman.breastfeeding).",
-            ev_all + ["bsr-2022"]))
-        for d in avoid:
-            w = women[d]
-            out.append(_rule(
-                f"catalogue.breastfeeding.stop.{d}", f"{cat.label(d)} while breastfeeding",
-                10, {"all": ["breastfeeding", f"{d}_status == current"]},
-                {"warn": {"severity": "critical",
-                          "message": f"Breastfeeding while taking {cat.label(d)}, which is "
-                                     "not used in breastfeeding: stop it, or stop "
-                                     "breastfeeding if the drug must continue."}},
-                f"{cat.label(d)} is not used while breastfeeding "
-                "(drugs.yaml reproductive.woman.breastfeeding).", w.evidence))
-
-    for level in ("two_methods", "one_method"):
-        group = [d for d, w in women.items() if w.contraception == level]
-        if not group:
-            continue
-        slug = level.replace("_", "-")
-        ok = SUFFICIENT[level]
-        short = [c for c in ("none", "one_method", "two_methods") if c not in ok]
-        ev = [k for d in group for k in women[d].evidence]
-        need = CONTRACEPTION_WORDS[level]
-        out.append(_rule(
-            f"catalogue.contraception.{slug}", f"Contraception for {cat.labels(group)}", 100,
-            {"all": ["childbearing_potential", "not pregnant",
-                     f"contraception in [{', '.join(short)}]"]},
-            {"exclude": group},
-            f"A woman of childbearing potential needs {need} for {cat.labels(group)} "
-            "(drugs.yaml reproductive.woman.contraception).", ev))
-        out.append(_rule(
-            f"catalogue.contraception.{slug}.unknown", "Contraception unknown", 100,
-            {"all": [MAY_CONCEIVE, "contraception is unknown"]},
-            {"exclude": group,
-             "request": [{"field": "reproductive.contraception",
-                          "ask": "contraception counselling",
-                          "why": f"Contraception counselling: {cat.labels(group)} need {need}."}]},
-            f"Contraception unknown in a woman who may be able to conceive: "
-            f"{cat.labels(group)} wait for contraception counselling (fail safe).", ev))
-        out.append(_rule(
-            f"catalogue.contraception.{slug}.childbearing-unknown",
-            "Childbearing potential unknown", 100,
-            {"all": ["childbearing_potential is unknown",
-                     f"contraception not in [{', '.join(ok)}]"]},
-            {"exclude": group,
-             "request": [{"field": "reproductive.childbearing_potential",
-                          "ask": "whether the patient can conceive",
-                          "why": f"{cat.labels(group)} need pregnancy prevention if she can "
-                                 "conceive."}]},
-            f"Whether the patient can conceive is unknown and {need} are not documented: "
-            f"{cat.labels(group)} wait (fail safe).", ev))
-        for d in group:
-            out.append(_rule(
-                f"catalogue.contraception.current.{d}",
-                f"Taking {cat.label(d)} without the contraception it needs", 100,
-                {"all": ["childbearing_potential", f"contraception in [{', '.join(short)}]",
-                         f"{d}_status == current"]},
-                {"warn": {"severity": "critical",
-                          "message": f"Taking {cat.label(d)} without {need}: pregnancy test "
-                                     "and contraception counselling now."}},
-                f"{cat.label(d)} needs {need} (drugs.yaml).", women[d].evidence))
-
-    for d, w in women.items():
-        label = cat.label(d)
-        starting = f"{d}_start_considered"
-        if w.before_start:
-            wk = cat.weeks(w.before_start)
-            out.append(_rule(
-                f"catalogue.contraception-since.{d}.unknown",
-                f"Contraception start date before {label}", 100,
-                {"all": [MAY_CONCEIVE, starting, SINCE_UNKNOWN]},
-                {"exclude": [d],
-                 "request": [{"field": "reproductive.contraception_since",
-                              "ask": "contraception start date",
-                              "why": f"{label} starts only after contraception has been used "
-                                     f"for {cat.span(w.before_start)}."}]},
-                f"{label} needs contraception from {cat.span(w.before_start)} before the start "
-                f"({w.before_start}); when it began is not recorded (fail safe).", w.evidence))
-            out.append(_rule(
-                f"catalogue.contraception-since.{d}",
-                f"Contraception in place long enough before {label}", 100,
-                {"all": [MAY_CONCEIVE, starting, since_fact(w.before_start)]},
-                {"exclude": [d]},
-                f"{label} needs contraception from {cat.span(w.before_start)} before the start "
-                f"({w.before_start}); it has been in place for less: the start waits.",
-                w.evidence))
-        if w.tests_before_start:
-            ask = _ask(cat, w)
-            out.append(_rule(
-                f"catalogue.pregnancy-tests.{d}", f"Pregnancy tests before {label}", 100,
-                {"all": [MAY_CONCEIVE, starting, test_fact(w)]},
-                {"exclude": [d],
-                 "request": [{"field": "reproductive.negative_pregnancy_tests",
-                              "ask": _short_ask(w), "why": f"Before {label}: {ask}."}]},
-                f"{label} starts only after {ask} (drugs.yaml reproductive.woman).",
-                w.evidence))
-        if w.after_last_dose:
-            wk = cat.weeks(w.after_last_dose)
-            out.append(_rule(
-                f"catalogue.washout.{d}", f"Pregnant within {label}'s window after the last dose",
-                100, {"all": ["pregnant", f"{d}_status == stopped",
-                              f"{d}_weeks_since_stop < {wk:g}"]},
-                {"warn": {"severity": "critical",
-                          "message": f"Pregnant within {cat.span(w.after_last_dose)} of the last "
-                                     f"dose of {label} (stopped {{stop_date[{d}]}}; "
-                                     f"contraception is needed for {cat.span(w.after_last_dose)} "
-                                     "after it): refer now for teratology counselling."}},
-                f"{label} needs contraception for {cat.span(w.after_last_dose)} after the last "
-                f"dose ({w.after_last_dose}); a pregnancy inside that window is an exposure.",
-                w.evidence))
-        if w.stop_before_conception:
-            wk = cat.weeks(w.stop_before_conception)
-            out.append(_rule(
-                f"catalogue.planning.stop.{d}", f"{label} before a planned pregnancy", 10,
-                {"all": ["planning_pregnancy", f"{d}_status == current"]},
-                {"warn": {"severity": "warning",
-                          "message": f"Pregnancy planned: stop {label} at least "
-                                     f"{cat.span(w.stop_before_conception)} before conception "
-                                     f"(if stopped today, conception from "
-                                     f"{{conception_from[{d}]}}). {w.note}".strip()}},
-                f"{label} is stopped {cat.span(w.stop_before_conception)} before a planned "
-                f"conception ({w.stop_before_conception}); hydroxychloroquine continues "
-                "(acr-2020).", w.evidence + ["acr-2020"]))
-            out.append(_rule(
-                f"catalogue.planning.washout.{d}", f"Conception date after {label}", 10,
-                {"all": ["planning_pregnancy", f"{d}_status == stopped",
-                         f"{d}_weeks_since_stop < {wk:g}"]},
-                {"warn": {"severity": "warning",
-                          "message": f"Pregnancy planned: {label} was stopped "
-                                     f"{{stop_date[{d}]}}; conception is advised from "
-                                     f"{{conception_from[{d}]}}."}},
-                f"{label} is stopped {cat.span(w.stop_before_conception)} before conception.",
-                w.evidence))
-    for d, w in women.items():
-        out += _test_schedule(cat, d, w)
-    planned = [d for d, w in women.items() if w.stop_before_conception]
-    if planned:
-        among = "+".join(planned)
-        out.append(_rule(
-            "catalogue.planning.stop", "Stop teratogens before a planned pregnancy", 81,
-            {"all": ["planning_pregnancy",
-                     {"any": [f"{d}_status == current" for d in planned]}]},
-            {"recommend": {"action": "stop", "among": planned,
-                           "summary": f"Stop {{current_among[{among}]}} before the planned "
-                                      "pregnancy; keep hydroxychloroquine; conception from "
-                                      f"{{conception_after[{among}]}}"}},
-            f"Each of {cat.labels(planned)} is stopped its own interval before a planned "
-            "conception (drugs.yaml stop_before_conception); hydroxychloroquine continues "
-            "(acr-2020).", [k for d in planned for k in women[d].evidence] + ["acr-2020"]))
-        out.append(_rule(
-            "catalogue.planning.no-start", "No new teratogen while a pregnancy is planned", 100,
-            "planning_pregnancy", {"exclude": planned},
-            f"Pregnancy planned: {cat.labels(planned)} are not started (each must be stopped "
-            "before conception; drugs.yaml stop_before_conception).",
-            [k for d in planned for k in women[d].evidence] + ["acr-2020"]))
-    long = [d for d, w in women.items() if w.after_last_dose
-            and cat.weeks(w.after_last_dose) >= WASHOUT_PLANNING_REQUEST_WEEKS]
-    for d in long:
-        w = women[d]
-        out.append(_rule(
-            f"catalogue.planning.unknown.{d}", f"Pregnancy plans before {cat.label(d)}", 100,
-            {"all": [MAY_CONCEIVE, "planning_pregnancy is unknown", f"{d}_start_considered"]},
-            {"exclude": [d],
-             "request": [{"field": "reproductive.planning_pregnancy",
-                          "ask": "pregnancy plans",
-                          "why": f"{cat.label(d)} rules out pregnancy for "
-                                 f"{cat.span(w.after_last_dose)} after the last dose."}]},
-            f"{cat.label(d)} needs contraception for {cat.span(w.after_last_dose)} after the "
-            "last dose: a poor choice for a woman who may want children, so her plans are "
-            "asked first (fail safe).", w.evidence))
-    return out
-
-
-def _ask(cat: Catalogue, w: Any) -> str:
-    """The exact request for the pre-start pregnancy tests of a profile."""
-    within = f" within {cat.span(w.last_test_within)} before the start" \
-        if w.last_test_within else ""
-    if w.tests_before_start >= 2:
-        lo, hi = w.tests_apart_days_min, w.tests_apart_days_max
-        apart = f"{lo}-{hi} days apart" if lo is not None and hi is not None else "apart"
-        return f"two negative pregnancy tests {apart}, the second{within}"
-    return f"a negative pregnancy test{within}"
-
-
-def _short_ask(w: Any) -> str:
-    """The same request in a few words (the gather_data summary)."""
-    if w.tests_before_start >= 2:
-        lo, hi = w.tests_apart_days_min, w.tests_apart_days_max
-        if lo is not None and hi is not None:
-            return f"two negative pregnancy tests {lo}-{hi} days apart"
-        return "two negative pregnancy tests"
-    return "a recent negative pregnancy test"
-
-
-def _test_schedule(cat: Catalogue, d: str, w: Any) -> list[dict[str, Any]]:
-    """Pregnancy tests during and after a course, as monitoring items in their window."""
-    label = cat.label(d)
-    items: list[dict[str, Any]] = []
-    if w.tests_start_phase and w.tests_start_phase_until:
-        items.append({"what": "pregnancy_test", "drug": d, "when": w.tests_start_phase,
-                      "counted_from_start_of": d,
-                      "shown_until_day": w.tests_start_phase_until})
-    if w.tests_during:
-        item = {"what": "pregnancy_test", "drug": d, "when": w.tests_during}
-        if w.tests_start_phase and w.tests_start_phase_until:
-            item.update(counted_from_start_of=d, shown_from_day=w.tests_start_phase_until)
-        items.append(item)
-    out = []
-    if items:
-        out.append(_rule(
-            f"catalogue.pregnancy-tests.during.{d}", f"Pregnancy tests on {label}", 10,
-            {"all": [MAY_CONCEIVE, {"any": [f"{d}_considered", f"{d}_status == current"]}]},
-            {"monitor": items},
-            f"{label}: pregnancy tests while a woman who may conceive takes it "
-            "(drugs.yaml reproductive.woman).", w.evidence))
-    if w.tests_after and w.after_last_dose:
-        out.append(_rule(
-            f"catalogue.pregnancy-tests.after.{d}", f"Pregnancy tests after {label}", 10,
-            {"all": [MAY_CONCEIVE, f"{d}_status == stopped",
-                     f"{d}_weeks_since_stop < {cat.weeks(w.after_last_dose):g}"]},
-            {"monitor": [{"what": "pregnancy_test", "when": w.tests_after}]},
-            f"{label}: pregnancy tests continue for {cat.span(w.after_last_dose)} after the "
-            "last dose.", w.evidence))
-    return out
-
-
-def _man_rules(cat: Catalogue) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    men = {d: e.reproductive.man for d, e in cat.drugs.items()
-           if e.reproductive and e.reproductive.man}
-    condoms = [d for d, m in men.items() if m.condoms]
-    if condoms:
-        ev = [k for d in condoms for k in men[d].evidence]
-        after = "; ".join(f"{cat.label(d)} {cat.span(men[d].after_last_dose)}"
-                          for d in condoms if men[d].after_last_dose)
-        out.append(_rule(
-            "catalogue.male.condoms", "Condoms for men on the drug", 100,
-            {"all": ["sex == male", PARTNER, "condom_use == false"]},
-            {"exclude": condoms},
-            f"A man whose partner may conceive uses condoms during {cat.labels(condoms)} and "
-            f"after the last dose ({after}); he does not.", ev))
-        out.append(_rule(
-            "catalogue.male.condoms.unknown", "Condom use unknown", 50,
-            {"all": ["sex == male", PARTNER, "condom_use is unknown"]},
-            {"derive": CONDOMS_UNKNOWN},
-            "A man whose partner may conceive, and condom use is not recorded.", ev))
-        for d in condoms:
-            out.append(_rule(
-                f"catalogue.male.condoms.{d}.unknown", f"Condom use before {cat.label(d)}", 100,
-                {"all": [CONDOMS_UNKNOWN, f"{d}_start_considered"]},
-                {"exclude": [d],
-                 "request": [{"field": "reproductive.condom_use", "ask": "condom use",
-                              "why": f"Men on {cat.label(d)} use condoms when a partner may "
-                                     "conceive."}]},
-                f"Condom use is unknown for a man whose partner may conceive: "
-                f"{cat.label(d)} waits (fail safe).", men[d].evidence))
-        for d in condoms:
-            m = men[d]
-            out.append(_rule(
-                f"catalogue.male.condoms.current.{d}", f"Condoms on {cat.label(d)}", 10,
-                {"all": ["sex == male", f"{d}_status == current",
-                         PARTNER, {"any": ["condom_use == false", "condom_use is unknown"]}]},
-                {"warn": {"severity": "critical",
-                          "message": f"A man on {cat.label(d)} whose partner may conceive uses "
-                                     "condoms during treatment and for "
-                                     f"{cat.span(m.after_last_dose)} after the last dose; "
-                                     "condom use is not documented."}},
-                f"{cat.label(d)}: condoms during treatment and for "
-                f"{cat.span(m.after_last_dose)} after ({m.after_last_dose}).", m.evidence))
-    for d, m in men.items():
-        if not m.stop_before_conception:
-            continue
-        note = f" {m.disagreement}" if m.disagreement else ""
-        out.append(_rule(
-            f"catalogue.father.stop.{d}", f"{cat.label(d)} before fathering a child", 10,
-            {"all": ["sex == male", "planning_to_father", f"{d}_status == current"]},
-            {"warn": {"severity": "warning",
-                      "message": (f"Planning to father a child: stop {cat.label(d)} at least "
-                                  f"{cat.span(m.stop_before_conception)} before conception "
-                                  f"(conservative default).{note}")}},
-            f"{cat.label(d)} is stopped {cat.span(m.stop_before_conception)} before a "
-            f"planned conception ({m.stop_before_conception}).{note}", m.evidence))
-    fathers = [d for d, m in men.items() if m.stop_before_conception]
-    if fathers:
-        among = "+".join(fathers)
-        out.append(_rule(
-            "catalogue.father.stop", "Stop drugs before fathering a child", 82,
-            {"all": ["sex == male", "planning_to_father",
-                     {"any": [f"{d}_status == current" for d in fathers]}]},
-            {"recommend": {"action": "stop", "among": fathers,
-                           "summary": f"Stop {{current_among[{among}]}} before trying to "
-                                      f"conceive; conception from {{conception_after[{among}]}}"}},
-            f"Men planning to father a child stop {cat.labels(fathers)} their interval before "
-            "conception (conservative reading; where sources disagree the warning says so).",
-            [k for d in fathers for k in men[d].evidence]))
-        out.append(_rule(
-            "catalogue.father.no-start", "No new drug with a paternal washout", 100,
-            {"all": ["sex == male", "planning_to_father"]}, {"exclude": fathers},
-            f"Planning to father a child: {cat.labels(fathers)} are not started (conservative "
-            "reading of the labels; drugs.yaml reproductive.man).",
-            [k for d in fathers for k in men[d].evidence]))
-    return out
 
 
 def _dose_rules(cat: Catalogue) -> list[dict[str, Any]]:
@@ -532,8 +600,9 @@ def _combination_rules(cat: Catalogue) -> list[dict[str, Any]]:
 
 
 def generated_rules(drugs: dict[str, Any], thresholds: dict[str, Any],
-                    days: Callable[[str], int | None]) -> list[dict[str, Any]]:
+                    days: Callable[[str], int | None], templates: TemplateFile,
+                    fields: dict[str, frozenset[str]]) -> list[Generated]:
     """Every rule the catalogue implies, as rule-file data (validated like any rule)."""
     cat = Catalogue(drugs, thresholds, days)
-    return (_woman_rules(cat) + _man_rules(cat) + _dose_rules(cat)
-            + _combination_rules(cat))
+    return expand(templates, cat, fields) + [
+        Generated(data) for data in _dose_rules(cat) + _combination_rules(cat)]

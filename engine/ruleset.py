@@ -14,8 +14,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from . import catalogue
 from . import conditions as C
 from . import vocabulary as V
 from .errors import RuleError
@@ -23,10 +24,11 @@ from .facts import FactSpec, fact_specs
 from .load import Document, format_path, load_file, parse, read_bytes
 from .models import Action, Drug, MonitoringWord, Severity, Stage
 from .signoff import ReviewRecord
-from .validate import model_from_document
+from .validate import best_error, model_from_document
 
 RULE_FILE_LIMIT = 1_000_000
-SPECIAL_FILES = ("ruleset.yaml", "evidence.yaml", "drugs.yaml", "fhir-map.yaml")
+SPECIAL_FILES = ("ruleset.yaml", "evidence.yaml", "drugs.yaml", "fhir-map.yaml",
+                 catalogue.TEMPLATE_FILE)
 Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=100)]
 Word = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=80)]
 Text = Annotated[str, Field(min_length=1, max_length=4000)]
@@ -522,23 +524,15 @@ def _durations(entry: DrugEntry) -> list[tuple[tuple[str, ...], str]]:
     return out
 
 
-def _catalogue_derived(drugs: dict[str, DrugEntry]) -> set[str]:
-    from .catalogue import DERIVED_BASE, since_fact, test_fact
-    out = set(DERIVED_BASE)
-    for entry in drugs.values():
-        woman = entry.reproductive.woman if entry.reproductive else None
-        if woman is not None and woman.tests_before_start:
-            out.add(test_fact(woman))
-        if woman is not None and woman.before_start:
-            out.add(since_fact(woman.before_start))
-    return out
+PROFILE_FIELDS = {"woman": frozenset(WomanProfile.model_fields),
+                  "man": frozenset(ManProfile.model_fields)}
 
 
-def _catalogue_rules(drugs: dict[str, DrugEntry], provenance: Provenance, doc: Document,
-                     vocab: C.Vocabulary, seen: dict[str, Any],
-                     findings: list[Finding]) -> list[Rule]:
-    """The rules drugs.yaml implies (engine/catalogue.py), checked like rule files."""
-    from .catalogue import generated_rules
+def _catalogue_made(drugs: dict[str, DrugEntry], provenance: Provenance, doc: Document,
+                    templates: catalogue.TemplateFile, tdoc: Document,
+                    findings: list[Finding]) -> list[dict[str, Any]]:
+    """The rules drugs.yaml implies (engine/catalogue.py and the rule templates), as
+    data; nothing when a duration or a template is wrong (each named FILE:LINE)."""
     bad = False
     for name, entry in drugs.items():
         for where, value in _durations(entry):
@@ -550,23 +544,73 @@ def _catalogue_rules(drugs: dict[str, DrugEntry], provenance: Provenance, doc: D
                                         "months or years", doc.file, doc.line_of(path),
                                         format_path(path)))
                 bad = True
-    if bad:
+    wrong = catalogue.check(templates, PROFILE_FIELDS)
+    for exc in wrong:
+        findings.append(Finding("error", "template", str(exc), tdoc.file,
+                                tdoc.line_of(exc.path), format_path(exc.path)))
+    if bad or wrong:
         return []
+
     def days(name: str) -> int | None:
         return threshold_days(provenance.thresholds[name])
 
+    try:
+        made = catalogue.generated_rules(drugs, provenance.thresholds, days, templates,
+                                         PROFILE_FIELDS)
+    except catalogue.TemplateError as exc:
+        findings.append(Finding("error", "template", str(exc), tdoc.file,
+                                tdoc.line_of(exc.path), format_path(exc.path)))
+        return []
+    first: dict[Any, dict[str, Any]] = {}
+    told = set()
+    for g in made:
+        rid = g.get("id")
+        other = first.setdefault(rid, g)
+        mine = _origin(g) or _origin(other)
+        if other is not g and mine and (_origin(g), _origin(other)) not in told:
+            told.add((_origin(g), _origin(other)))
+            also = (f"the template at line {tdoc.line_of(_origin(other) or ())}"
+                    if _origin(other) and _origin(g) else "engine/catalogue.py")
+            findings.append(Finding("error", "duplicate-id", f"generated rule id '{rid}' "
+                                    f"is made twice (also by {also})", tdoc.file,
+                                    tdoc.line_of(mine), format_path(mine), (str(rid),)))
+    return made
+
+
+def _origin(data: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The template a generated rule came from (its path in the template file)."""
+    return getattr(data, "template", None)
+
+
+def _catalogue_rules(made: list[dict[str, Any]], drugs: dict[str, DrugEntry],
+                     doc: Document, tdoc: Document, vocab: C.Vocabulary,
+                     seen: dict[str, Any], findings: list[Finding]) -> list[Rule]:
+    """The generated rules checked like rule files. Each names its drug's entry in
+    drugs.yaml; a mistake in one made from a template names the template's line."""
     out: list[Rule] = []
-    for data in generated_rules(drugs, provenance.thresholds, days):
-        drug = data["id"].rsplit(".", 1)[-1]
+    told: set[tuple[Any, ...]] = set()  # a template's mistake once, not once per drug
+    for data in made:
+        template = _origin(data)
+        drug = str(data.get("id", "")).rsplit(".", 1)[-1]
         line = doc.line_of(("drugs", drug)) if drug in drugs else doc.line_of(("drugs",))
         try:
             spec = RuleSpec.model_validate(data)
             node = C.parse(spec.when, vocab)
             out.append(Rule(spec, spec.stage or "general", node, C.nnf(node, vocab),
                             doc.file, line))
-        except (ValueError, C.ConditionError) as exc:
-            findings.append(Finding("error", "catalogue", f"generated rule {data['id']}: "
-                                    f"{exc}", doc.file, line, None, (data["id"],)))
+        except (ValidationError, C.ConditionError) as exc:
+            message, loc = best_error(exc) if isinstance(exc, ValidationError) else \
+                (str(exc), ("when",))
+            if template is None:
+                where: tuple[Any, ...] = (doc.file, line, None)
+            elif (template, loc, message) in told:
+                continue
+            else:
+                told.add((template, loc, message))
+                path = template + loc
+                where = (tdoc.file, tdoc.line_of(path), format_path(path))
+            findings.append(Finding("error", "catalogue", f"generated rule {data.get('id')}: "
+                                    f"{message}", *where, (str(data.get("id")),)))
             continue
         if spec.id in seen:
             findings.append(Finding("error", "duplicate-id", f"rule id '{spec.id}' is "
@@ -641,12 +685,14 @@ def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
         meta_doc = _doc(folder, "ruleset.yaml")
         ev_doc = _doc(folder, "evidence.yaml")
         drug_doc = _doc(folder, "drugs.yaml")
+        tdoc = _doc(folder, catalogue.TEMPLATE_FILE)
         provenance = model_from_document(Provenance, meta_doc, RuleError)
         evidence = model_from_document(EvidenceFile, ev_doc, RuleError).evidence
         drugs = model_from_document(DrugFile, drug_doc, RuleError).drugs
+        templates = model_from_document(catalogue.TemplateFile, tdoc, RuleError)
     except RuleError as exc:
         return None, [Finding("error", "format", exc.message, exc.file, exc.line, exc.field)]
-    hashed = [(Path(d.file).name, d.sha256) for d in (meta_doc, ev_doc, drug_doc)]
+    hashed = [(Path(d.file).name, d.sha256) for d in (meta_doc, ev_doc, drug_doc, tdoc)]
     codemap = folder / "fhir-map.yaml"  # the FHIR code map changes results: hashed too
     if codemap.exists():
         try:
@@ -693,7 +739,10 @@ def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
     # Which facts are derived: by active rules, plus the automatic '<drug>_considered'.
     derived: set[str] = {considered_fact(d) for d in V.DRUGS}
     derived |= {start_considered_fact(d) for d in V.DRUGS}
-    derived |= _catalogue_derived(drugs)
+    made = _catalogue_made(drugs, provenance, drug_doc, templates, tdoc, findings)
+    derived |= catalogue.static_derived(templates)
+    derived |= {g["then"]["derive"] for g in made if isinstance(g.get("then"), dict)
+                and isinstance(g["then"].get("derive"), str)}
     seen: dict[str, tuple[str, int | None]] = {}
     entries: list[tuple[Document, int, RuleSpec, str]] = []
     inactive: list[RuleSpec] = []
@@ -775,7 +824,7 @@ def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
         if then.derive:
             depends.setdefault(then.derive, set()).update(
                 f for f in node.facts() if f in derived)
-    generated = _catalogue_rules(drugs, provenance, drug_doc, vocab, seen, findings)
+    generated = _catalogue_rules(made, drugs, drug_doc, tdoc, vocab, seen, findings)
     rules += generated
     findings += _limit_findings(rules, str(folder))
     for cycle in _cycles(depends):

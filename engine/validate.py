@@ -88,6 +88,12 @@ def _rank(error: dict[str, Any]) -> tuple[int, int]:
     return (-len(_clean_loc(error["loc"])), 1 if error["type"] == "literal_error" else 0)
 
 
+def best_error(exc: ValidationError) -> tuple[str, tuple[Any, ...]]:
+    """The most specific of pydantic's errors, reworded, and the field path it names."""
+    best = sorted(exc.errors(), key=_rank)[0]
+    return friendly_message(best), _clean_loc(best["loc"])
+
+
 def model_from_document(model: type[M], doc: Document, error: type[CledecideError],
                         prefix: tuple[Any, ...] = ()) -> M:
     """Validate doc.data (or a part of it) against a model; raise the best error."""
@@ -100,11 +106,9 @@ def model_from_document(model: type[M], doc: Document, error: type[CledecideErro
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = sorted(exc.errors(), key=_rank)
-        best = errors[0]
-        loc = prefix + _clean_loc(best["loc"])
-        raise error(friendly_message(best), doc.file, doc.line_of(loc),
-                    format_path(loc) or None) from None
+        message, loc = best_error(exc)
+        loc = prefix + loc
+        raise error(message, doc.file, doc.line_of(loc), format_path(loc) or None) from None
 
 
 def _check_dates(patient: Patient, doc: Document) -> None:

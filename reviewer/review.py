@@ -85,11 +85,19 @@ def format_findings(report: CheckReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def list_rules(folder: Path | str | None = None) -> str:
-    """A readable table of the active rules."""
+def list_rules(folder: Path | str | None = None, fmt: str = "text") -> str:
+    """The active rules, the generated ones too: a readable table, or (json) every rule
+    with everything that defines it, so that two rule sets compare byte for byte."""
     rs = load_ruleset(_folder(folder))
+    ordered = sorted(rs.rules, key=lambda r: (r.stage, -r.spec.priority, r.id))
+    if fmt == "json":
+        import json
+        return json.dumps([{"id": r.id, "stage": r.stage, "kind": r.kind,
+                            "file": Path(r.file).name, "line": r.line,
+                            "spec": r.spec.model_dump(mode="json")} for r in ordered],
+                          indent=1, sort_keys=True, ensure_ascii=False) + "\n"
     rows = [("ID", "STAGE", "PRI", "KIND", "TITLE")]
-    for r in sorted(rs.rules, key=lambda r: (r.stage, -r.spec.priority, r.id)):
+    for r in ordered:
         rows.append((r.id, r.stage, str(r.spec.priority), r.spec.then.kind, r.spec.title))
     width = [max(len(row[i]) for row in rows) for i in range(4)]
     return "\n".join("  ".join(c.ljust(width[i]) if i < 4 else c for i, c in enumerate(row))

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..engine.catalogue import TemplateFile
 from ..engine.models import Patient, Result
 from ..engine.ruleset import DrugFile, EvidenceFile, Provenance, RuleFile
 from ..fhir_r4.codemap import CodeMapFile
@@ -19,6 +20,8 @@ SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
     "ruleset": (Provenance, "cledecide ruleset.yaml (provenance and thresholds)"),
     "drugs": (DrugFile, "cledecide drugs.yaml (drug catalogue)"),
     "evidence": (EvidenceFile, "cledecide evidence.yaml (references)"),
+    "reproductive-templates": (TemplateFile, "cledecide reproductive-templates.yaml (rule "
+                               "templates filled from drugs.yaml)"),
     "fhir-map": (CodeMapFile, "cledecide fhir-map.yaml (the FHIR code map)"),
 }
 

@@ -76,7 +76,7 @@ def test_internal_error_exit_1(monkeypatch) -> None:
     assert "internal error: ZeroDivisionError" in r.output and "Traceback" not in r.output
 
 
-@pytest.mark.parametrize("kind", ["patient", "result", "rules"])
+@pytest.mark.parametrize("kind", ["patient", "result", "rules", "reproductive-templates"])
 def test_schema_command(kind: str) -> None:
     r = cli("schema", kind)
     assert r.exit_code == 0
@@ -93,3 +93,14 @@ def test_patient_schema_accepts_examples() -> None:
         if path.name != "expected.yaml":
             data = json.loads(json.dumps(yaml.safe_load(path.read_text()), default=str))
             validator.validate(data)
+
+
+def test_rule_file_schemas_accept_the_shipped_rule_files() -> None:
+    """What an editor checks a rule file against is what the engine accepts."""
+    import jsonschema
+    import yaml
+    from cledecide.schemas import schema
+    for kind, name in (("reproductive-templates", "reproductive-templates.yaml"),
+                       ("drugs", "drugs.yaml"), ("rules", "safety.yaml")):
+        data = json.loads(json.dumps(yaml.safe_load((RULES / name).read_text()), default=str))
+        jsonschema.Draft202012Validator(schema(kind)).validate(data)

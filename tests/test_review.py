@@ -61,6 +61,24 @@ BROKEN = [
     ("operator syntax", "topical.yaml", "extent == localized", "$gte extent 1", "cannot read"),
     ("negated derived", "antimalarial.yaml", "when: topicals_insufficient",
      "when: {not: topicals_insufficient}", "cannot be negated"),
+    # The rule templates (rules/reproductive-templates.yaml): a mistake names its line
+    # whether or not a drug meets the template today.
+    ("template format", "reproductive-templates.yaml", "    priority: 81",
+     "    priority: high", "must be a number"),
+    ("template placeholder", "reproductive-templates.yaml",
+     "title: Pregnancy tests on {{label}}", "title: Pregnancy tests on {{lable}}",
+     "{{lable}}: unknown here"),
+    ("template test", "reproductive-templates.yaml", "where: after_last_dose.weeks >= 52",
+     "where: after_last_dose.wekes >= 52", "'.wekes'"),
+    ("template field", "reproductive-templates.yaml", "for: each value of contraception",
+     "for: each value of contraceptoin", "'contraceptoin' is not a field"),
+    ("template makes a bad rule", "reproductive-templates.yaml",
+     "severity: critical\n        message: >-\n          Pregnant within",
+     "severity: urgent\n        message: >-\n          Pregnant within",
+     "then.warn.severity: generated rule catalogue.washout.methotrexate: must be one of"),
+    ("template condition", "reproductive-templates.yaml",
+     "when: {all: [sex == male, planning_to_father,",
+     "when: {all: [sex == male, planning_to_fathre,", "unknown fact 'planning_to_fathre'"),
 ]
 
 
@@ -212,6 +230,44 @@ def test_graph(fmt, head) -> None:
 def test_readme_embeds_current_graph() -> None:
     r = cli("rules", "graph", RULES)
     assert r.output in (ROOT / "README.md").read_text()
+
+
+def test_a_template_file_is_needed_and_two_templates_cannot_make_one_rule(rules) -> None:
+    edit(rules / "reproductive-templates.yaml", "  - id: catalogue.planning.washout.{{drug}}",
+         "  - id: catalogue.planning.stop.{{drug}}")
+    r = cli("rules", "check", rules, "--samples", "0")
+    assert r.exit_code == 2
+    assert "reproductive-templates.yaml:" in r.output and "is made twice" in r.output
+    (rules / "reproductive-templates.yaml").unlink()
+    r = cli("rules", "check", rules, "--samples", "0")
+    assert r.exit_code == 2 and "missing reproductive-templates.yaml" in r.output
+
+
+def test_a_template_edit_changes_the_rules_it_makes(rules) -> None:
+    """A reviewer edits a template's words: every rule it makes follows, and the rule
+    set's hash changes with it."""
+    from cledecide.engine.ruleset import check_folder
+    before, _ = check_folder(rules)
+    edit(rules / "reproductive-templates.yaml", "refer now for teratology counselling.",
+         "refer now for teratology counselling (edited).")
+    after, findings = check_folder(rules)
+    assert after is not None, findings
+    washouts = [r for r in after.rules if r.id.startswith("catalogue.washout.")]
+    assert len(washouts) >= 2 and all("(edited)" in r.spec.then.warn.message for r in washouts)
+    assert after.sha256 != before.sha256 and after.files_sha256 != before.files_sha256
+
+
+def test_list_as_json_has_every_rule_in_full() -> None:
+    import json
+    from cledecide.engine.rulecache import load_ruleset
+    r = cli("rules", "list", RULES, "--format", "json")
+    assert r.exit_code == 0, r.output
+    listed = json.loads(r.output)
+    assert sorted(x["id"] for x in listed) == sorted(x.id for x in load_ruleset(RULES).rules)
+    washout = next(x for x in listed if x["id"] == "catalogue.washout.acitretin")
+    assert washout["file"] == "drugs.yaml" and washout["spec"]["then"]["warn"]["severity"]
+    assert cli("rules", "list", RULES, "--format", "json").output == r.output
+    assert cli("rules", "list", RULES, "--format", "yaml").exit_code == 2
 
 
 def test_list_and_show() -> None:
