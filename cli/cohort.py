@@ -20,8 +20,8 @@ def run_cohort(paths: list[str], fmt: str, rules_dir: str | None, jobs: int | No
     cohort.load_rules(rules_dir)  # a broken rule set: one error, nothing run
     log = None
     if audit is not None:
-        from ..service.audit import AuditLog, record_result
-        log = AuditLog(audit)
+        from ..service.audit import open_log, record_result
+        log = open_log(audit, create_key=True)
     summary = cohort.Summary()
     view = "jsonl" if fmt == "json" else fmt
     outcomes = cohort.evaluate_stream(cohort.records(paths), rules_dir,

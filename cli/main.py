@@ -121,9 +121,9 @@ def evaluate(patients: list[str] = typer.Argument(
 
 
 def _audit(path: Path, explanation, source: str) -> None:
-    from ..service.audit import AuditLog, record_result
+    from ..service.audit import open_log, record_result
     from ..engine.render import result_dict
-    log = AuditLog(path)
+    log = open_log(path, create_key=True)
     try:
         record_result(log, result_dict(explanation), "cli", Path(source).name)
     finally:

@@ -1,18 +1,17 @@
-"""`cledecide serve` over real loopback (issue 11): the server runs as a subprocess on a
-free 127.0.0.1 port and is called with httpx, as an EHR would. It stops with the test
-module."""
+"""`cledecide serve` over real loopback (issues 11 and 22): the server runs as a
+subprocess on a free 127.0.0.1 port (real uvicorn) and is called with httpx, as an EHR
+would, with request bodies written from the CDS Hooks 2.0 specification's own examples
+(tests/cds_hooks_spec). It stops with the test module."""
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import copy
 import json
-import socket
-import sqlite3
 import subprocess
+import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import httpx
 import jwt
@@ -20,105 +19,36 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cledecide import evaluate_file
-from cledecide.service.audit import AuditLog
 from cledecide.fhir_r4.export import hook_request
-from cledecide.service.server import dev_setup, dev_token
+from cledecide.service.server import dev_setup
 
 from conftest import EXAMPLES
+from servicekit import (AUTH, NAMES, OS, PV, FakeFHIR, Server, free_port, order,
+                        request_for, running, spec)
 from test_examples import CLI
-
-FHIR = EXAMPLES / "fhir"
-NAMES = sorted(p.stem for p in EXAMPLES.glob("*.yaml") if p.stem != "expected")
-PV, OS = "cledecide-patient-view", "cledecide-order-sign"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, folder: Path, port: int) -> None:
-        self.folder, self.port = folder, port
-        self.base = f"http://127.0.0.1:{port}/cds-services"
-        self.audit = folder / "audit.sqlite"
-
-    def token(self, **changes: Any) -> str:
-        return dev_token(self.folder, changes.pop("aud", None), changes.pop("lifetime", 300))
-
-    def post(self, path: str, body: Any, token: str | None = "new", **kw: Any) -> httpx.Response:
-        headers = {"Content-Type": "application/json"}
-        if token == "new":
-            token = self.token()
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        return httpx.post(f"{self.base}/{path}", content=data, headers=headers, timeout=30,
-                          **kw)
-
-
-@contextlib.contextmanager
-def running(folder: Path, *extra: str) -> Iterator[Server]:
-    """`cledecide serve` with a development issuer on a free loopback port, stopped
-    afterwards whatever happens."""
-    port = free_port()
-    dev_setup(folder, port)
-    proc = subprocess.Popen([CLI, "serve", "--config", str(folder / "config.yaml"),
-                             "--host", "127.0.0.1", "--port", str(port), "--allow-draft",
-                             *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    srv = Server(folder, port)
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(srv.base, timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("the service did not start")
-        yield srv
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:
-    with running(tmp_path_factory.mktemp("dev")) as srv:
+    with running(tmp_path_factory.mktemp("dev"), cors_origins=["https://ehr.example.org"]) \
+            as srv:
         yield srv
 
 
-def request_for(name: str, hook: str = "patient-view", orders: list | None = None) -> dict:
-    for o in orders or []:
-        o["subject"] = {"reference": f"Patient/example-{name}"}
-    return hook_request(json.loads((FHIR / f"{name}.json").read_text()), hook, orders)
-
-
-def order(drug: str, mg: float | None = None, period: str = "d") -> dict[str, Any]:
-    resource: dict[str, Any] = {
-        "resourceType": "MedicationRequest", "status": "draft", "intent": "order",
-        "medicationCodeableConcept": {"coding": [{"system": "urn:cledecide:drug",
-                                                  "code": drug}], "text": drug}}
-    if mg is not None:
-        resource["dosageInstruction"] = [{
-            "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": period}},
-            "doseAndRate": [{"doseQuantity": {"value": mg, "unit": "mg", "code": "mg",
-                                              "system": "http://unitsofmeasure.org"}}]}]
-    return resource
-
-
-def test_discovery_lists_both_hooks_with_prefetch(server: Server) -> None:
+def test_discovery_lists_both_hooks_with_prefetch_and_usage(server: Server) -> None:
     services = httpx.get(server.base, timeout=10).json()["services"]
     assert {(s["id"], s["hook"]) for s in services} == {(PV, "patient-view"),
                                                        (OS, "order-sign")}
     for s in services:
         assert s["prefetch"]["patient"] == "Patient/{{context.patientId}}"
         assert "MedicationStatement?patient={{context.patientId}}" in s["prefetch"].values()
+        assert "no CLE" in s["usageRequirements"]
+
+
+def test_health_needs_no_token_and_names_no_patient(server: Server) -> None:
+    response = httpx.get(f"{server.root}/health", timeout=10)
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok" and "patient" not in response.text
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -167,33 +97,56 @@ def test_order_sign_allowed_drug_is_not_critical(server: Server) -> None:
 
 def test_feedback_is_audited(server: Server) -> None:
     card = server.post(PV, request_for("hcq-inadequate")).json()["cards"][0]
-    body = {"feedback": [{"card": card["uuid"], "outcome": "overridden",
-                          "overrideReason": {"reason": {"code": "specialist-advice",
-                                                        "system": "urn:cledecide:override"}},
-                          "outcomeTimestamp": "2026-11-26T10:00:00Z"}]}
+    body = spec("feedback-overridden")
+    body["feedback"][0]["card"] = card["uuid"]
     assert server.post(f"{PV}/feedback", body).status_code == 200
-    with sqlite3.connect(server.audit) as db:
-        kind, feedback = db.execute("SELECT kind, feedback FROM audit WHERE request_id=?",
-                                    (card["uuid"],)).fetchone()
-    assert kind == "feedback" and json.loads(feedback)["overrideReason"] == "specialist-advice"
+    (row,) = [r for r in server.rows() if r["kind"] == "feedback"
+              and r["request_id"] == card["uuid"]]
+    assert json.loads(row["feedback"])["overrideReason"] == "d7ecf885"
+    assert "A comment entered" not in json.dumps(row)  # free text is never stored
+
+
+def test_feedback_is_checked_as_the_specification_requires(server: Server) -> None:
+    """outcomeTimestamp required; acceptedSuggestions required when accepted (and one
+    of the card's); a card this service never delivered refused; all 400."""
+    card = server.post(PV, request_for("widespread-scle-new")).json()["cards"][0]
+    suggestion = card["suggestions"][0]["uuid"]
+    accepted = spec("feedback-accepted")
+    assert server.post(f"{PV}/feedback", accepted).status_code == 400  # unknown card
+    item = accepted["feedback"][0]
+    item["card"] = card["uuid"]
+    assert server.post(f"{PV}/feedback", accepted).status_code == 400  # unknown suggestion
+    item["acceptedSuggestions"] = [{"id": suggestion}]
+    for broken in ({"outcomeTimestamp": None}, {"acceptedSuggestions": None},
+                   {"outcome": "ignored"}, {"outcomeTimestamp": "yesterday"}):
+        body = {"feedback": [{k: v for k, v in {**item, **broken}.items() if v is not None}]}
+        response = server.post(f"{PV}/feedback", body)
+        assert response.status_code == 400, broken
+    assert server.post(f"{OS}/feedback", accepted).status_code == 400  # another service's
+    assert server.post(f"{PV}/feedback", accepted).status_code == 200
 
 
 def test_auth_failures_are_401_without_detail(server: Server) -> None:
+    """Including: `aud` the base URL (not the endpoint called), a token for another
+    endpoint, and a token without `kid` (refused for every issuer)."""
     body = request_for("hcq-inadequate")
     other = ec.generate_private_key(ec.SECP384R1())
     now = int(time.time())
-    claims = {"iss": "dev-ehr", "aud": server.base, "iat": now, "exp": now + 60,
+    claims = {"iss": "dev-ehr", "aud": f"{server.base}/{PV}", "iat": now, "exp": now + 60,
               "jti": "x-1"}
     forged = jwt.encode(claims, other, algorithm="ES384", headers={"kid": "dev-1"})
     key = (server.folder / "dev-private-key.pem").read_bytes()
     expired = jwt.encode({**claims, "jti": "x-2", "iat": now - 600, "exp": now - 300}, key,
                          algorithm="ES384", headers={"kid": "dev-1"})
+    no_kid = jwt.encode({**claims, "jti": "x-3"}, key, algorithm="ES384")
     replayed = server.token()
     assert server.post(PV, body, replayed).status_code == 200
     for label, token in (("none", None), ("bad signature", forged),
+                         ("aud is the base URL", server.token(aud=server.base)),
+                         ("aud is another endpoint", server.token(OS)),
                          ("wrong aud", server.token(aud="https://elsewhere.example/cds")),
-                         ("expired", expired), ("replayed jti", replayed),
-                         ("not a jwt", "abc.def.ghi")):
+                         ("no kid", no_kid), ("expired", expired),
+                         ("replayed jti", replayed), ("not a jwt", "abc.def.ghi")):
         response = server.post(PV, body, token)
         assert response.status_code == 401, label
         assert response.content == b"", label
@@ -226,85 +179,18 @@ def test_unreadable_record_is_an_error_never_a_card(server: Server) -> None:
 
 
 def test_fifty_concurrent_requests_all_answered_audited_chain_intact(server: Server) -> None:
-    with sqlite3.connect(server.audit) as db:
-        before = db.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
+    before = len(server.rows())
     bodies = [request_for(NAMES[i % len(NAMES)]) for i in range(50)]
     tokens = [server.token() for _ in bodies]
     with concurrent.futures.ThreadPoolExecutor(50) as pool:
         codes = list(pool.map(lambda bt: server.post(PV, bt[0], bt[1]).status_code,
                               zip(bodies, tokens)))
     assert codes == [200] * 50
-    with sqlite3.connect(server.audit) as db:
-        after = db.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
-    assert after - before == 50
-    proc = subprocess.run([CLI, "audit", "verify", str(server.audit)], capture_output=True,
+    assert len(server.rows()) - before == 50
+    proc = subprocess.run([CLI, "audit", "verify", str(server.audit), "--config",
+                           str(server.config)], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0 and "intact" in proc.stdout, proc.stderr
-
-
-# ------------------------------------------------------------------ the audit chain
-
-def _log_with_rows(path: Path, n: int = 5) -> None:
-    log = AuditLog(path)
-    for i in range(n):
-        log.append(kind="evaluate", service="cli", request_id=f"r{i}", ruleset_name="x",
-                   ruleset_version="1", ruleset_sha256="s", input_sha256="i",
-                   patient_hash=log.patient_hash(f"p{i}"), recommendation={"a": i},
-                   card_ids=[])
-    log.close()
-
-
-def test_audit_verify_names_an_altered_row(tmp_path: Path) -> None:
-    path = tmp_path / "a.sqlite"
-    _log_with_rows(path)
-    with sqlite3.connect(path) as db:
-        db.execute("UPDATE audit SET recommendation='{\"a\":99}' WHERE seq=3")
-    proc = subprocess.run([CLI, "audit", "verify", str(path)], capture_output=True,
-                          text=True, timeout=60)
-    assert proc.returncode == 1
-    assert proc.stderr.splitlines()[0].startswith("TAMPERED: row 3: its content was changed")
-
-
-def test_audit_verify_names_a_deleted_row(tmp_path: Path) -> None:
-    path = tmp_path / "a.sqlite"
-    _log_with_rows(path)
-    with sqlite3.connect(path) as db:
-        db.execute("DELETE FROM audit WHERE seq=2")
-    proc = subprocess.run([CLI, "audit", "verify", str(path)], capture_output=True,
-                          text=True, timeout=60)
-    assert proc.returncode == 1
-    assert "row 3: row(s) 2..2 were removed" in proc.stderr
-
-
-def test_audit_verify_catches_an_inserted_row_and_a_removed_tail(tmp_path: Path) -> None:
-    path = tmp_path / "a.sqlite"
-    _log_with_rows(path)
-    log = AuditLog(path)
-    rows = list(log.rows())
-    log.close()
-    with sqlite3.connect(path) as db:
-        fake = dict(rows[1], seq=10, recommendation='{"a":"forged"}')
-        db.execute(f"INSERT INTO audit ({', '.join(fake)}) VALUES "
-                   f"({', '.join('?' for _ in fake)})", tuple(fake.values()))
-    assert AuditLog(path).verify()
-    path2 = tmp_path / "b.sqlite"
-    _log_with_rows(path2)
-    with sqlite3.connect(path2) as db:
-        db.execute("DELETE FROM audit WHERE seq=5")
-    problems = AuditLog(path2).verify()
-    assert problems and "last row" in str(problems[-1])
-
-
-def test_cli_evaluate_audit_appends_one_row(tmp_path: Path) -> None:
-    path = tmp_path / "cli.sqlite"
-    proc = subprocess.run([CLI, "evaluate", str(EXAMPLES / "hcq-inadequate.yaml"),
-                           "--audit", str(path)], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    log = AuditLog(path)
-    (row,) = list(log.rows())
-    assert row["service"] == "cli" and "example-hcq" not in json.dumps(row)
-    assert row["patient_hash"] == log.patient_hash("example-hcq-inadequate")
-    assert log.verify() == []
 
 
 def test_service_refuses_to_start_without_config() -> None:
@@ -341,52 +227,12 @@ def test_two_workers_share_the_audit_chain_and_the_seen_tokens(tmp_path: Path) -
         assert codes == [200] * 30
         again = [srv.post(PV, bodies[0], tokens[i]).status_code for i in range(10)]
         assert again == [401] * 10
-    log = AuditLog(srv.audit)
-    assert sum(1 for _ in log.rows()) == 30 and log.verify() == []
-
-
-class FakeFHIR:
-    """A FHIR server on loopback answering our prefetch searches from one record."""
-
-    def __init__(self, prefetch: dict[str, Any], pages: dict[str, list[dict]] | None = None):
-        import http.server
-        import threading
-        from urllib.parse import urlsplit
-        self.seen: list[tuple[str, str]] = []
-        by_type = {"Patient": prefetch["patient"]}
-        for key, kind in (("conditions", "Condition"), ("observations", "Observation"),
-                          ("medicationStatements", "MedicationStatement"),
-                          ("medicationRequests", "MedicationRequest"),
-                          ("procedures", "Procedure"), ("adverseEvents", "AdverseEvent")):
-            by_type[kind] = prefetch[key]
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                parts = urlsplit(self.path)
-                outer.seen.append((parts.path, self.headers.get("Authorization", "")))
-                if parts.path.startswith("/fhir/page/"):
-                    body = (pages or {}).get(parts.path.rsplit("/", 1)[1])
-                else:
-                    body = by_type.get(parts.path.split("/")[2])
-                self.send_response(200 if body else 404)
-                self.send_header("Content-Type", "application/fhir+json")
-                self.end_headers()
-                self.wfile.write(json.dumps(body or {}).encode())
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}/fhir"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-
-
-AUTH = {"access_token": "secret-token", "token_type": "Bearer", "expires_in": 300,
-        "scope": "patient/*.read", "subject": "cledecide"}
+    rows = srv.rows()
+    assert [r["status"] for r in rows].count("200") == 30
+    assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))  # no gap, no fork
+    proc = subprocess.run([CLI, "audit", "verify", str(srv.audit), "--config",
+                           str(srv.config)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_missing_prefetch_is_fetched_from_the_fhir_server(server: Server) -> None:
@@ -420,7 +266,7 @@ def test_paged_prefetch_is_completed_or_refused(server: Server) -> None:
             "resourceType": "Bundle", "type": "searchset", "entry": first,
             "link": [{"relation": "next", "url": fhir.base + "/page/2"}]}
         response = server.post(PV, paged)
-        assert response.status_code == 412 and "paged" in response.json()["error"]
+        assert response.status_code == 412 and "one page" in response.json()["error"]
         paged["fhirServer"], paged["fhirAuthorization"] = fhir.base, AUTH
         response = server.post(PV, paged)
         assert response.status_code == 200, response.text
@@ -435,18 +281,6 @@ def test_discovery_asks_only_for_the_observations_the_code_map_reads(server: Ser
     template = services[0]["prefetch"]["observations"]
     assert template.startswith("Observation?patient={{context.patientId}}&code=")
     assert "http://loinc.org|29463-7" in template and "urn:cledecide:clasi|activity" in template
-
-
-def test_cli_cohort_audit_appends_a_row_per_patient(tmp_path: Path) -> None:
-    path = tmp_path / "cohort.sqlite"
-    files = [str(EXAMPLES / f"{n}.yaml") for n in NAMES]
-    proc = subprocess.run([CLI, "evaluate", *files, "--format", "csv", "--jobs", "1",
-                           "--audit", str(path)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    log = AuditLog(path)
-    rows = list(log.rows())
-    assert len(rows) == len(NAMES) and {r["service"] for r in rows} == {"cli-cohort"}
-    assert log.verify() == []
 
 
 def _request_from_record(name: str, change, orders: list[dict]) -> dict:
@@ -510,3 +344,241 @@ def test_order_sign_with_standing_critical_warnings_is_never_bare_info(server: S
     card = server.post(OS, body).json()["cards"][0]
     assert card["indicator"] == "warning", card
     assert "safety.cytopenia.severe" in card["detail"]
+
+
+# ------------------------------------------------------------------ issue 22: safety
+
+def _rejected(server: Server, hook_instance: str) -> dict:
+    (row,) = [r for r in server.rows() if r["request_id"] == hook_instance]
+    return row
+
+
+def test_operation_outcome_prefetch_is_missing_never_empty(server: Server) -> None:
+    """A patient on hydroxychloroquine whose medication prefetch is an OperationOutcome
+    (the EHR could not fetch it) got "start topical corticosteroid": it is missing, so
+    412 without a FHIR server, and fetched from one when given."""
+    full = request_for("hcq-inadequate")
+    expected = server.post(PV, full).json()["cards"][0]["source"]["topic"]["code"]
+    body = copy.deepcopy(full)
+    body["prefetch"]["medicationStatements"] = spec("operation-outcome")
+    response = server.post(PV, body)
+    assert response.status_code == 412 and "cards" not in response.json()
+    assert "OperationOutcome" in response.json()["error"]
+    fhir = FakeFHIR(full["prefetch"])
+    try:
+        body["fhirServer"], body["fhirAuthorization"] = fhir.base, AUTH
+        response = server.post(PV, body)
+        assert response.status_code == 200, response.text
+        assert response.json()["cards"][0]["source"]["topic"]["code"] == expected
+        assert [p for p, _ in fhir.seen] == ["/fhir/MedicationStatement"]
+    finally:
+        fhir.close()
+
+
+@pytest.mark.parametrize("label,value", [
+    ("null", None),
+    ("a Patient where a search was asked for", "patient"),
+    ("a Bundle with an error outcome", "error-bundle"),
+    ("a Bundle of the wrong type", "transaction-response"),
+])
+def test_a_prefetch_that_is_not_what_was_asked_for_is_missing(server: Server, label: str,
+                                                              value: object) -> None:
+    body = request_for("hcq-inadequate")
+    if value == "patient":
+        value = body["prefetch"]["patient"]
+    elif value == "error-bundle":
+        value = {"resourceType": "Bundle", "type": "searchset",
+                 "entry": [{"resource": spec("operation-outcome"),
+                            "search": {"mode": "outcome"}}]}
+    elif value == "transaction-response":
+        value = {"resourceType": "Bundle", "type": "transaction-response", "entry": []}
+    body["prefetch"]["medicationStatements"] = value
+    response = server.post(PV, body)
+    assert response.status_code == 412, label
+    assert "medicationStatements" in response.json()["error"] and "cards" not in response.json()
+
+
+def test_prefetch_of_another_patient_is_refused_and_audited(server: Server) -> None:
+    """Patient B's prefetch in patient A's context gave a 200 card whose draft order
+    named Patient/B: now 400 naming the mismatch, audited as rejected (the place, not
+    the ids)."""
+    a, b = request_for("hcq-inadequate"), request_for("widespread-scle-new")
+    body = copy.deepcopy(a)
+    body["prefetch"] = b["prefetch"]
+    response = server.post(PV, body)
+    assert response.status_code == 400 and "cards" not in response.json()
+    error = response.json()["error"]
+    assert "prefetch.patient" in error and "example-widespread-scle-new" in error
+    assert "example-hcq-inadequate" in error
+    row = _rejected(server, body["hookInstance"])
+    assert row["kind"] == "rejected" and row["status"] == "400"
+    assert "patient mismatch at prefetch.patient" in row["detail"]
+    assert "example-" not in json.dumps(row)
+
+
+@pytest.mark.parametrize("key", ["conditions", "medicationStatements", "observations"])
+def test_one_resource_of_another_patient_is_refused(server: Server, key: str) -> None:
+    body = request_for("hcq-inadequate")
+    entry = body["prefetch"][key]["entry"][0]["resource"]
+    entry["subject"] = {"reference": "Patient/someone-else"}
+    response = server.post(PV, body)
+    assert response.status_code == 400, response.text
+    assert f"prefetch.{key}.entry[0].resource.subject" in response.json()["error"]
+
+
+def test_draft_order_for_another_patient_is_refused(server: Server) -> None:
+    body = request_for("widespread-scle-new", "order-sign", [order("hydroxychloroquine", 300)])
+    body["context"]["draftOrders"]["entry"][0]["resource"]["subject"] = {
+        "reference": "Patient/B"}
+    response = server.post(OS, body)
+    assert response.status_code == 400 and "cards" not in response.json()
+    assert "context.draftOrders.entry[0].resource.subject" in response.json()["error"]
+    del body["context"]["draftOrders"]["entry"][0]["resource"]["subject"]
+    assert server.post(OS, body).status_code == 400  # no subject: cannot be checked
+
+
+# ------------------------------------------------------------- issue 22: conformance
+
+@pytest.mark.parametrize("missing", ["hookInstance", "context.userId", "context.patientId"])
+def test_required_request_fields_are_400(server: Server, missing: str) -> None:
+    body = request_for("hcq-inadequate")
+    if missing == "hookInstance":
+        del body["hookInstance"]
+    else:
+        del body["context"][missing.split(".")[1]]
+    response = server.post(PV, body)
+    assert response.status_code == 400 and missing in response.json()["error"]
+
+
+def test_the_specification_patient_view_example_without_cle_gets_no_card(server: Server) -> None:
+    """The spec's own request: its prefetch key is not ours, so the record is fetched
+    from fhirServer (here a loopback FHIR server holding that patient, with no CLE on
+    record). A hospital-wide hook sends every patient: 200 with no card, audited."""
+    body = spec("patient-view-request")
+    record = request_for("hcq-inadequate")["prefetch"]
+    record["patient"] = body["prefetch"]["patientToGreet"]
+    for key in record:
+        if key != "patient":
+            record[key] = {"resourceType": "Bundle", "type": "searchset", "entry": []}
+    fhir = FakeFHIR(record)
+    try:
+        body["fhirServer"] = fhir.base
+        response = server.post(PV, body)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"cards": []}
+        assert {a for _, a in fhir.seen} == {"Bearer some-opaque-fhir-access-token"}
+    finally:
+        fhir.close()
+    row = _rejected(server, body["hookInstance"])
+    assert row["kind"] == "evaluate" and "no CLE" in row["detail"]
+
+
+def _spec_orders_for(name: str) -> dict:
+    """The order-sign example's draft orders (a diet and amoxicillin) for one of our
+    example patients."""
+    body = request_for(name, "order-sign", [])
+    orders = spec("order-sign-request")["context"]["draftOrders"]
+    for e in orders["entry"]:
+        field = "patient" if "patient" in e["resource"] else "subject"
+        e["resource"][field] = {"reference": f"Patient/example-{name}"}
+    body["context"]["draftOrders"] = orders
+    return body
+
+
+def test_unrelated_orders_get_no_card_but_a_catalogue_drug_by_name_does(server: Server) -> None:
+    body = _spec_orders_for("widespread-scle-new")
+    response = server.post(OS, body)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"cards": []}
+    named = order("thalidomide", 100)
+    named["medicationCodeableConcept"] = {"coding": [{
+        "system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "0000000",
+        "display": "Thalidomide 100 MG Oral Capsule"}], "text": "Thalidomide 100 MG Oral Capsule"}
+    named["subject"] = {"reference": "Patient/example-widespread-scle-new"}
+    body["context"]["draftOrders"]["entry"].append({"resource": named})
+    cards = server.post(OS, body).json()["cards"]
+    assert len(cards) == 1 and cards[0]["indicator"] in ("warning", "critical")
+    assert "Thalidomide" in cards[0]["summary"] or "thalidomide" in cards[0]["summary"]
+
+
+def test_cors_preflight_for_configured_origins_only(server: Server) -> None:
+    asked = {"Access-Control-Request-Method": "POST",
+             "Access-Control-Request-Headers": "authorization,content-type"}
+    good = httpx.options(f"{server.base}/{PV}", timeout=10,
+                         headers={"Origin": "https://ehr.example.org", **asked})
+    assert good.status_code == 200
+    assert good.headers["access-control-allow-origin"] == "https://ehr.example.org"
+    assert "POST" in good.headers["access-control-allow-methods"]
+    bad = httpx.options(f"{server.base}/{PV}", timeout=10,
+                        headers={"Origin": "https://evil.example", **asked})
+    assert bad.status_code >= 400
+    assert "access-control-allow-origin" not in bad.headers
+
+
+def test_json_nested_100000_deep_is_400_without_a_traceback(server: Server) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    response = server.post(PV, deep)
+    assert response.status_code == 400
+    nested = b'{"hook": "patient-view", "x": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_001
+    assert server.post(PV, nested).status_code == 400
+    assert server.post(f"{PV}/feedback", deep).status_code == 400
+    assert "Traceback" not in server.stderr()
+
+
+def test_a_slow_fhir_server_does_not_stall_other_patients(server: Server) -> None:
+    """Three requests wait on a FHIR server that holds every answer (until the test
+    lets go); meanwhile fully prefetched requests for other patients are answered. The
+    held ones then get their cards too."""
+    slow = request_for("refractory-neuropathy")
+    hold = threading.Event()
+    fhir = FakeFHIR(slow["prefetch"], hold=hold)
+    try:
+        waiting = []
+        for _ in range(3):
+            body = copy.deepcopy(slow)
+            del body["prefetch"]["medicationStatements"]
+            body["fhirServer"], body["fhirAuthorization"] = fhir.base, AUTH
+            waiting.append((body, server.token()))
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            held = [pool.submit(server.post, PV, b, t) for b, t in waiting]
+            for _ in range(3):
+                assert fhir.waiting.acquire(timeout=30)  # all three are at the FHIR server
+            for name in ("hcq-inadequate", "widespread-scle-new", "mild-localized-dle"):
+                assert server.post(PV, request_for(name)).status_code == 200
+            assert not any(f.done() for f in held)
+            hold.set()
+            assert [f.result().status_code for f in held] == [200] * 3
+    finally:
+        hold.set()
+        fhir.close()
+
+
+def test_a_timed_out_request_is_audited_as_not_delivered(tmp_path: Path) -> None:
+    """Past request_timeout_seconds the EHR gets 503; the audit says no card was
+    delivered (never a delivered card)."""
+    slow = request_for("refractory-neuropathy")
+    hold = threading.Event()
+    fhir = FakeFHIR(slow["prefetch"], hold=hold)
+    try:
+        with running(tmp_path, request_timeout_seconds=1, fhir_timeout_seconds=30) as srv:
+            body = copy.deepcopy(slow)
+            del body["prefetch"]["medicationStatements"]
+            body["fhirServer"], body["fhirAuthorization"] = fhir.base, AUTH
+            response = srv.post(PV, body)
+            assert response.status_code == 503 and "cards" not in response.json()
+            hold.set()
+            row = [r for r in srv.rows() if r["request_id"] == body["hookInstance"]][-1]
+            assert row["kind"] == "timeout" and row["status"] == "503"
+            assert json.loads(row["cards"]) == [] and "not delivered" in row["detail"]
+    finally:
+        hold.set()
+        fhir.close()
+
+
+@pytest.mark.parametrize("name,sid", [("patient-view", PV), ("order-sign-thalidomide", OS)])
+def test_the_readme_hook_examples_are_answered(server: Server, name: str, sid: str) -> None:
+    body = json.loads((EXAMPLES / "cds-hooks" / f"{name}.json").read_text())
+    response = server.post(sid, body)
+    assert response.status_code == 200, response.text
+    cards = response.json()["cards"]
+    assert cards and (sid == PV or cards[0]["indicator"] == "critical")

@@ -1,0 +1,114 @@
+"""One hook call, from its checked request to its answer, without the HTTP around it:
+the patient check, the FHIR import, the evaluation and the cards. Pure work that runs
+on an evaluation thread; what is fetched over the network is fetched before
+(prefetch.complete)."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from ..engine.errors import CledecideError
+from . import identity
+from .calls import SERVICES, USAGE, Answer, Call, card_record, refused, step
+from .prefetch import Mismatch, templates
+
+
+def check_given(call: Call) -> Answer | None:
+    """The patient check on what the EHR sent (before anything is fetched)."""
+    given = call.request.get("prefetch")
+    try:
+        identity.check(given if isinstance(given, dict) else {},
+                       call.context.get("draftOrders"), call.patient_id)
+    except Mismatch as exc:
+        return refused(400, f"not the patient in context: {exc}",
+                       f"patient mismatch at {exc.where}", call.patient_id)
+    return None
+
+
+class Engine:
+    """The rules, the code map and what is built from them once."""
+
+    def __init__(self, rules_dir: str | None) -> None:
+        from ..engine.compile import compile_rules
+        from ..engine.rulecache import load_ruleset
+        from ..engine.ruleset import default_rules_dir
+        from ..fhir_r4.codemap import load_codemap
+        folder = rules_dir or str(default_rules_dir())
+        self.ruleset = load_ruleset(folder)
+        self.codemap = load_codemap(folder)
+        self.templates = templates(self.codemap)
+        compile_rules(self.ruleset)  # warm: the first request costs only its evaluation
+
+    def discovery(self) -> dict[str, Any]:
+        prov = self.ruleset.provenance
+        return {"services": [{"hook": hook, "id": sid, "title": title,
+                              "description": f"{title} (decision support for a clinician; "
+                              f"not an order). Rule set {prov.name} {prov.version}.",
+                              "usageRequirements": USAGE, "prefetch": self.templates}
+                             for sid, (hook, title) in SERVICES.items()]}
+
+    def audit_fields(self) -> dict[str, str]:
+        from ..engine.identity import engine_sha256
+        prov = self.ruleset.provenance
+        return {"ruleset_name": prov.name, "ruleset_version": prov.version,
+                "ruleset_sha256": self.ruleset.sha256, "engine_sha256": engine_sha256()}
+
+    def answer(self, call: Call, prefetch: dict[str, Any]) -> Answer:
+        """The cards for a complete, checked prefetch (runs on an evaluation thread)."""
+        try:
+            identity.check(prefetch, call.context.get("draftOrders"), call.patient_id)
+        except Mismatch as exc:
+            return refused(400, f"not the patient in context: {exc}",
+                           f"patient mismatch at {exc.where}", call.patient_id)
+        try:
+            return self._answer(call, prefetch)
+        except CledecideError as exc:
+            # never a card that looks like advice: the EHR shows its own error
+            return refused(422, f"the record could not be read: {exc.message}",
+                           "record not readable", call.patient_id)
+        except Exception as exc:  # noqa: BLE001
+            return refused(422, f"the record could not be read: {type(exc).__name__}",
+                           f"record not readable ({type(exc).__name__})", call.patient_id)
+
+    def _answer(self, call: Call, prefetch: dict[str, Any]) -> Answer:
+        from ..engine.load import Document
+        from ..engine.validate import validate_patient
+        from ..fhir_r4.bundle import import_fhir
+        try:
+            imported = import_fhir(Document("prefetch", prefetch, {}, call.digest),
+                                   self.codemap, dt.date.today())
+        except CledecideError as exc:
+            if exc.message.startswith(NO_CLE_BEFORE_NO_ADVICE):
+                return Answer(200, {"cards": []}, "no CLE on record: no card", call.patient_id)
+            raise
+        if len(imported) != 1 or imported[0].document is None:
+            return refused(422, "the prefetch must hold exactly one Patient",
+                           "not one Patient", call.patient_id)
+        if no_cle(imported[0]):
+            return Answer(200, {"cards": []}, "no CLE on record: no card", call.patient_id)
+        patient = validate_patient(imported[0].document)
+        report = imported[0].report
+        if call.hook == "patient-view":
+            return self._patient_view(call, patient, report)
+        from .orders import order_sign
+        return order_sign(self, call, patient, report)
+
+    def _patient_view(self, call: Call, patient: Any, report: Any) -> Answer:
+        from ..engine.pipeline import evaluate_patient
+        from .cards import patient_view_cards
+        explanation = evaluate_patient(patient, self.ruleset, call.digest, report)
+        cards = patient_view_cards(explanation, self.codemap)
+        return Answer(200, {"cards": cards}, "", call.patient_id,
+                      step(explanation), [card_record(c) for c in cards])
+
+
+# Until fhir_r4 reports a patient with no CLE as `no_advice` (the fhir engineer's
+# issue 23 work), its import refuses such a record with this message.
+NO_CLE_BEFORE_NO_ADVICE = "no active, confirmed cutaneous lupus Condition"
+
+
+def no_cle(imported: Any) -> bool:
+    """No cutaneous lupus on record: the import says so (fhir_r4's no_advice), and
+    hospital-wide hooks send every patient: no card, not an error."""
+    found = getattr(imported, "no_advice", None)
+    return found is not None
