@@ -14,7 +14,7 @@ from ..cohort import stream as cohort
 
 
 def run_cohort(paths: list[str], fmt: str, rules_dir: str | None, jobs: int | None,
-               emit: Callable[[str], None], audit: Any = None) -> int:
+               emit: Callable[[str], None], audit: Any = None, as_of: Any = None) -> int:
     """Evaluate every record; 0 when all were evaluated, 2 when any failed. With an
     audit database, each evaluated patient is one row of its chain."""
     cohort.load_rules(rules_dir)  # a broken rule set: one error, nothing run
@@ -26,7 +26,7 @@ def run_cohort(paths: list[str], fmt: str, rules_dir: str | None, jobs: int | No
     view = "jsonl" if fmt == "json" else fmt
     outcomes = cohort.evaluate_stream(cohort.records(paths), rules_dir,
                                       jobs or cohort.default_jobs(), view=view,
-                                      keep_result=log is not None)
+                                      keep_result=log is not None, as_of=as_of)
     if fmt == "csv":
         emit(cohort.csv_header())
     progress = _progress() if sys.stderr.isatty() else None
@@ -35,7 +35,8 @@ def run_cohort(paths: list[str], fmt: str, rules_dir: str | None, jobs: int | No
     try:
         for outcome in outcomes:
             summary.add(outcome)
-            if log is not None and outcome.result is not None:
+            if log is not None and outcome.result is not None \
+                    and "recommendation" in outcome.result:  # no advice: nothing to audit
                 record_result(log, outcome.result, "cli-cohort", outcome.source)
             if outcome.error:
                 typer.echo(f"error: {outcome.error}", err=True)

@@ -101,23 +101,36 @@ def evaluate(patients: list[str] = typer.Argument(
                                                 help="Processes for many patients "
                                                      "(default: the number of cores)."),
              audit: Optional[Path] = typer.Option(None, "--audit", help="Append the "
-                                                  "evaluation to this audit database.")
+                                                  "evaluation to this audit database."),
+             as_of: Optional[str] = typer.Option(None, "--as-of", help="For FHIR input: "
+                                                 "the record as it stood on this date "
+                                                 "(default: Bundle.timestamp, else today).")
              ) -> None:
     """Suggest one next treatment step for each patient, with why and why not."""
     from ..cohort.stream import is_one_record
+    on = _date_option(as_of)
     if len(patients) == 1 and is_one_record(patients[0]):
         if fmt in (None, Format.text, Format.json):  # one patient: the contract output
-            explanation = guarded(_one_or_none, patients[0], rules)
+            explanation = guarded(_one_or_none, patients[0], rules, on)
             if explanation is None and fmt is not None:
                 fail(f"{patients[0]}: holds several patients; use --format jsonl or csv")
             if explanation is not None:
-                if audit is not None:
-                    guarded(_audit, audit, explanation, patients[0])
-                emit(to_json(explanation) if fmt is Format.json else to_text(explanation))
+                emit(_one(explanation, fmt, audit, patients[0]))
                 return
     from .cohort import run_cohort
     raise typer.Exit(guarded(run_cohort, patients, (fmt or Format.jsonl).value,
-                             str(rules) if rules else None, jobs, emit, audit))
+                             str(rules) if rules else None, jobs, emit, audit, on))
+
+
+def _one(explanation, fmt: Optional[Format], audit: Optional[Path], source: str) -> str:
+    """One patient's output: the result, or a patient with no advice (deceased, no CLE
+    on record: exit 0, not advice)."""
+    from .. import NoAdviceResult
+    if isinstance(explanation, NoAdviceResult):
+        return explanation.json() if fmt is Format.json else explanation.text()
+    if audit is not None:
+        guarded(_audit, audit, explanation, source)
+    return to_json(explanation) if fmt is Format.json else to_text(explanation)
 
 
 def _audit(path: Path, explanation, source: str) -> None:
@@ -130,12 +143,12 @@ def _audit(path: Path, explanation, source: str) -> None:
         log.close()
 
 
-def _one_or_none(path: str, rules: Optional[Path]):
+def _one_or_none(path: str, rules: Optional[Path], as_of=None):
     """One patient's explanation, or None when the file holds several (a FHIR Bundle
     of a clinic's patients is a cohort)."""
     from .. import ManyPatients
     try:
-        return evaluate_file(path, rules)
+        return evaluate_file(path, rules, as_of)
     except ManyPatients:
         return None
 

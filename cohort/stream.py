@@ -24,7 +24,7 @@ from ..engine.safetext import visible
 
 PATIENT_SUFFIXES = (".yaml", ".yml", ".json")
 CSV_COLUMNS = ("source", "patient_id", "action", "drug", "stage", "rule",
-               "critical_warnings", "missing_data", "error")
+               "critical_warnings", "missing_data", "error", "no_advice")
 
 
 @dataclass(frozen=True)
@@ -141,8 +141,9 @@ def settle() -> None:
     gc.freeze()
 
 
-def evaluate_all(record: Record, ruleset: Any) -> list[Outcome]:
-    """Every patient of one record (a FHIR Bundle may hold several), in order."""
+def evaluate_all(record: Record, ruleset: Any, as_of: Any = None) -> list[Outcome]:
+    """Every patient of one record (a FHIR Bundle may hold several), in order. A patient
+    with no advice (dead, no CLE on record) is a result of its own kind, not an error."""
     from ..engine.pipeline import evaluate_patient
     from ..fhir_r4.files import patients_of
     from ..engine.load import is_fhir
@@ -150,13 +151,14 @@ def evaluate_all(record: Record, ruleset: Any) -> list[Outcome]:
     try:
         doc = parse_input(record.raw, record.source)
         if not is_fhir(doc.data):
-            (patient, report), = patients_of(doc, ruleset.folder)
+            (patient, report), = patients_of(doc, ruleset.folder, as_of)
             return [Outcome(record.source, result=result_dict(
                 evaluate_patient(patient, ruleset, doc.sha256, report)))]
         from ..fhir_r4.codemap import load_codemap
         from ..fhir_r4.bundle import import_fhir
+        from ..fhir_r4.noadvice import no_advice_result
         from ..engine.validate import validate_patient
-        items = import_fhir(doc, load_codemap(ruleset.folder))
+        items = import_fhir(doc, load_codemap(ruleset.folder), as_of)
     except CledecideError as exc:
         return [Outcome(record.source, error=visible(str(exc), True))]
     out = []
@@ -165,6 +167,10 @@ def evaluate_all(record: Record, ruleset: Any) -> list[Outcome]:
         try:
             if item.error is not None:
                 raise item.error
+            if item.no_advice is not None:
+                out.append(Outcome(source, result=no_advice_result(
+                    item.no_advice, ruleset, doc.sha256, item.report).data))
+                continue
             assert item.document is not None
             patient = validate_patient(item.document)
             out.append(Outcome(source, result=result_dict(
@@ -174,16 +180,17 @@ def evaluate_all(record: Record, ruleset: Any) -> list[Outcome]:
     return out
 
 
-def evaluate_records(items: Iterable[Record | Outcome], rules_dir: str | None = None
-                     ) -> Iterator[Outcome]:
+def evaluate_records(items: Iterable[Record | Outcome], rules_dir: str | None = None,
+                     as_of: Any = None) -> Iterator[Outcome]:
     """Evaluate a partition of records in this process, in order (the library entry
-    point: the CLI's workers and a Dask bag call it)."""
+    point: the CLI's workers and a Dask bag call it). `as_of`: FHIR records as they
+    stood on that date."""
     ruleset = _load(rules_dir)
     for item in items:
         if isinstance(item, Outcome):
             yield item
         else:
-            yield from evaluate_all(item, ruleset)
+            yield from evaluate_all(item, ruleset, as_of)
 
 
 def _finish(outcome: Outcome, view: str | None, keep_result: bool) -> Outcome:
@@ -192,7 +199,9 @@ def _finish(outcome: Outcome, view: str | None, keep_result: bool) -> Outcome:
     pickled whole, ~30 kB, for the parent to read three fields of it)."""
     if view is not None:
         outcome.line = VIEWS[view](outcome)
-    if not keep_result and outcome.result is not None:
+    if not keep_result and outcome.result is not None and "no_advice" in outcome.result:
+        outcome.result = {"no_advice": outcome.result["no_advice"]}
+    elif not keep_result and outcome.result is not None:
         r = outcome.result
         outcome.result = {
             "recommendation": {k: r["recommendation"][k] for k in ("action", "stage")},
@@ -200,10 +209,10 @@ def _finish(outcome: Outcome, view: str | None, keep_result: bool) -> Outcome:
     return outcome
 
 
-def _evaluate_chunk(args: tuple[list[Record | Outcome], str | None, str | None, bool]
+def _evaluate_chunk(args: tuple[list[Record | Outcome], str | None, str | None, bool, Any]
                     ) -> list[Outcome]:
-    items, rules_dir, view, keep_result = args
-    return [_finish(o, view, keep_result) for o in evaluate_records(items, rules_dir)]
+    items, rules_dir, view, keep_result, as_of = args
+    return [_finish(o, view, keep_result) for o in evaluate_records(items, rules_dir, as_of)]
 
 
 def _chunks(items: Iterable[Record | Outcome], size: int) -> Iterator[list[Record | Outcome]]:
@@ -219,13 +228,13 @@ def _chunks(items: Iterable[Record | Outcome], size: int) -> Iterator[list[Recor
 
 def evaluate_stream(items: Iterable[Record | Outcome], rules_dir: str | None = None,
                     jobs: int = 1, chunk: int = 64, view: str | None = None,
-                    keep_result: bool = True) -> Iterator[Outcome]:
+                    keep_result: bool = True, as_of: Any = None) -> Iterator[Outcome]:
     """Evaluate records on `jobs` processes, results in input order. At most a few
     chunks per worker are in flight, so memory does not grow with the input. `view`
     ("jsonl", "csv" or "text") renders each outcome's line in the worker; with
     keep_result False the result keeps only what `Summary` counts."""
     if jobs <= 1:
-        for outcome in evaluate_records(items, rules_dir):
+        for outcome in evaluate_records(items, rules_dir, as_of):
             yield _finish(outcome, view, keep_result)
         return
     _load(rules_dir)  # rule errors surface here, before any worker starts
@@ -234,7 +243,7 @@ def evaluate_stream(items: Iterable[Record | Outcome], rules_dir: str | None = N
         pending: list[Any] = []
         for part in _chunks(items, chunk):
             pending.append(pool.submit(_evaluate_chunk,
-                                       (part, rules_dir, view, keep_result)))
+                                       (part, rules_dir, view, keep_result, as_of)))
             while len(pending) > 2 * jobs:
                 yield from pending.pop(0).result()
         for future in pending:
@@ -264,7 +273,8 @@ def csv_row(outcome: Outcome) -> str:
     critical = ";".join(w["rule"] for w in r.get("warnings", []) if w["severity"] == "critical")
     missing = ";".join(m["field"] for m in r.get("missing_data", []))
     row = [outcome.source, r.get("patient_id", ""), rec.get("action", ""), rec.get("drug") or "",
-           rec.get("stage", ""), rec.get("rule", ""), critical, missing, outcome.error or ""]
+           rec.get("stage", ""), rec.get("rule", ""), critical, missing, outcome.error or "",
+           (r.get("no_advice") or {}).get("reason", "")]
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerow(row)
     return out.getvalue()
@@ -274,12 +284,17 @@ def text_line(outcome: Outcome) -> str:
     """The step of one patient, for a terminal."""
     if outcome.result is None:
         return f"== {outcome.source}\nerror: {outcome.error}\n\n"
+    if "no_advice" in outcome.result:
+        none = outcome.result["no_advice"]
+        return visible(f"== {outcome.source}\nNO ADVICE ({none['reason']}): "
+                       f"{none['message']}\n\n")
     rec = outcome.result["recommendation"]
     return visible(f"== {outcome.source}\nNEXT STEP ({rec['stage']}): {rec['summary']} "
                    f"[{rec['rule']}]\n\n")
 
 
 VIEWS = {"jsonl": jsonl_line, "csv": csv_row, "text": text_line}
+NO_ADVICE_WORDS = {"deceased": "deceased", "no_cle": "no CLE on record"}
 
 
 @dataclass
@@ -290,11 +305,15 @@ class Summary:
     failed: int = 0
     steps: Counter = field(default_factory=Counter)
     critical: Counter = field(default_factory=Counter)
+    no_advice: Counter = field(default_factory=Counter)   # deceased, no_cle
 
     def add(self, outcome: Outcome) -> None:
         self.total += 1
         if outcome.result is None:
             self.failed += 1
+            return
+        if "no_advice" in outcome.result:
+            self.no_advice[outcome.result["no_advice"]["reason"]] += 1
             return
         rec = outcome.result["recommendation"]
         self.steps[(rec["action"], rec["stage"])] += 1
@@ -303,8 +322,10 @@ class Summary:
                 self.critical[w["rule"]] += 1
 
     def text(self) -> str:
-        lines = [f"{self.total} patients: {self.total - self.failed} evaluated, "
-                 f"{self.failed} failed"]
+        none = sum(self.no_advice.values())
+        lines = [f"{self.total} patients: {self.total - self.failed - none} evaluated, "
+                 + (f"{none} no advice ({', '.join(f'{n} {NO_ADVICE_WORDS[k]}' for k, n in sorted(self.no_advice.items()))}), "
+                    if none else "") + f"{self.failed} failed"]
         if self.steps:
             lines.append(f"  {'action':<12} {'stage':<18} {'patients':>8}")
             for (action, stage), n in sorted(self.steps.items(), key=lambda kv: (-kv[1], kv[0])):

@@ -7,7 +7,7 @@ two things, unit factors are finite and positive, and words are the contract's.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -19,6 +19,9 @@ from ..engine.errors import RuleError
 from ..engine.load import Document, load_file
 
 MAP_FILE = "fhir-map.yaml"
+# The rule set's thresholds for a recent weight (rules/ruleset.yaml); these apply to a
+# rules folder that does not name them.
+WEIGHT_RECENT = (90, 30)
 LOCAL_PREFIX = "urn:cledecide:"
 Kind = Literal["quantity", "boolean", "coded", "date", "text"]
 Answer = Union[bool, str]
@@ -36,11 +39,44 @@ class CodeEntry(_Strict):
     prefix: bool = False
 
 
+class ProductEntry(CodeEntry):
+    """A product (RxNorm SCD, SBD, brand, salt) of a catalogue drug."""
+
+    unit_mg: float | None = Field(default=None, gt=0, description="mg in one tablet or "
+                                  "capsule (from the RxNorm name): a dose of '2 TAB' is 2 x this")
+    form: Literal["tablet", "capsule"] | None = None
+    dose_equivalence: tuple[float, float] | None = Field(
+        default=None, description="[a, b]: a mg of this product is about b mg of the "
+        "catalogue drug (the label's equivalence)")
+    dose_comparable: bool = Field(default=True, description="false: the product's mg are "
+                                  "not the catalogue drug's mg and no factor is known: the "
+                                  "dose stays unknown")
+
+
+class ContraceptiveEntry(CodeEntry):
+    """A contraceptive medication: the method it is, and whether it holds oestrogen."""
+
+    method: Literal["intrauterine system", "pill", "implant", "injection", "vaginal ring",
+                    "patch"]
+    oestrogen: bool
+
+
+class TimingCode(CodeEntry):
+    """A timing abbreviation (BID...) as frequency per period."""
+
+    frequency: int = Field(ge=1)
+    period: float = Field(gt=0)
+    period_unit: Literal["h", "d", "wk"]
+
+
 class ObservationMap(_Strict):
     kind: Kind
     codes: list[CodeEntry] = Field(min_length=1)
     units: dict[str, float] = Field(default_factory=dict)
     answers: dict[str, Answer] = Field(default_factory=dict)
+    # a result sent as text (valueString, or a concept's text): the words whose meaning is
+    # clear, lower case; any other text leaves the value unknown
+    text_answers: dict[str, Answer] = Field(default_factory=dict)
     many: bool = False
 
 
@@ -80,8 +116,22 @@ class CodeMapFile(_Strict):
     comorbidities: dict[Literal[V.CONDITIONS], list[CodeEntry]]  # type: ignore[valid-type]
     symptoms: dict[Literal[V.SYMPTOMS], list[CodeEntry]]  # type: ignore[valid-type]
     medications: dict[Literal[V.DRUGS], list[CodeEntry]]  # type: ignore[valid-type]
+    medication_products: dict[Literal[V.DRUGS], list[ProductEntry]] = Field(  # type: ignore[valid-type]
+        default_factory=dict)
+    drug_names: dict[Literal[V.DRUGS], list[str]] = Field(  # type: ignore[valid-type]
+        default_factory=dict)
+    name_excluding_words: list[str] = Field(default_factory=list)
+    contraceptives: list[ContraceptiveEntry] = Field(default_factory=list)
+    subtype_unspecified: list[CodeEntry] = Field(default_factory=list)
+    pregnancy_conditions: dict[Literal["pregnant", "not_pregnant"], list[CodeEntry]] = Field(
+        default_factory=dict)
+    breastfeeding_conditions: list[CodeEntry] = Field(default_factory=list)
+    not_used: list[CodeEntry] = Field(default_factory=list)
     dose_units: dict[str, float]
+    unit_text: dict[str, str] = Field(default_factory=dict)
+    unit_doses: dict[Literal["tablet", "capsule"], list[str]] = Field(default_factory=dict)
     period_hours: dict[str, float]
+    timing_codes: list[TimingCode] = Field(default_factory=list)
     stop_reasons: dict[Literal[V.STOP_REASONS], list[CodeEntry]]  # type: ignore[valid-type]
     eye_exam: EyeExamMap
 
@@ -109,6 +159,7 @@ class Meaning:
     section: str  # "observation", "clasi", "response", "subtype", "sle", ...
     value: str
     display: str
+    entry: Any = field(default=None, compare=False)  # the map's entry (a product's strength)
 
 
 @dataclass(frozen=True)
@@ -119,10 +170,17 @@ class CodeMap:
     sha256: str
     exact: dict[tuple[str, str], Meaning]
     prefixes: tuple[tuple[str, str, Meaning], ...]
+    # days a weight stays usable for weight-based doses: adults, under 18 (ruleset.yaml)
+    weight_recent: tuple[int, int] = WEIGHT_RECENT
+
+    def weight_days(self, age: float) -> int:
+        return self.weight_recent[1] if age < 18 else self.weight_recent[0]
 
     def meaning(self, system: str | None, code: str | None) -> Meaning | None:
         if not system or not code:
             return None
+        if system == self.spec.systems.get("icd10cm") and "." not in code and len(code) > 3:
+            code = code[:3] + "." + code[3:]  # claims write ICD-10-CM without its dot: L930
         found = self.exact.get((system, code))
         if found is not None:
             return found
@@ -143,9 +201,9 @@ class CodeMap:
 def _entries(spec: CodeMapFile) -> list[tuple[tuple[Any, ...], CodeEntry, Meaning]]:
     out: list[tuple[tuple[Any, ...], CodeEntry, Meaning]] = []
 
-    def add(where: tuple[Any, ...], entries: list[CodeEntry], section: str, value: str) -> None:
+    def add(where: tuple[Any, ...], entries: list[Any], section: str, value: str) -> None:
         for i, e in enumerate(entries):
-            out.append((where + (i,), e, Meaning(section, value, e.display)))
+            out.append((where + (i,), e, Meaning(section, value, e.display, e)))
 
     for name, obs in spec.observations.items():
         add(("observations", name, "codes"), obs.codes, "observation", name)
@@ -161,6 +219,18 @@ def _entries(spec: CodeMapFile) -> list[tuple[tuple[Any, ...], CodeEntry, Meanin
         add(("symptoms", word), entries, "symptom", word)
     for word, entries in spec.medications.items():
         add(("medications", word), entries, "medication", word)
+    for word, products in spec.medication_products.items():
+        add(("medication_products", word), products, "medication", word)
+    for i, c in enumerate(spec.contraceptives):
+        add(("contraceptives", i), [c], "contraceptive", c.method)
+    add(("subtype_unspecified",), spec.subtype_unspecified, "subtype_unspecified", "CLE")
+    for word, entries in spec.pregnancy_conditions.items():
+        add(("pregnancy_conditions", word), entries, "pregnancy", word)
+    add(("breastfeeding_conditions",), spec.breastfeeding_conditions, "breastfeeding",
+        "breastfeeding")
+    add(("not_used",), spec.not_used, "not_used", "not_used")
+    for i, t in enumerate(spec.timing_codes):
+        add(("timing_codes", i), [t], "timing", t.code)
     for word, entries in spec.stop_reasons.items():
         add(("stop_reasons", word), entries, "stop_reason", word)
     add(("eye_exam", "codes"), spec.eye_exam.codes, "eye_exam", "retinal_exam")
@@ -199,6 +269,12 @@ def check(spec: CodeMapFile, doc: Document) -> list[tuple[str, tuple[Any, ...]]]
             problems.append(("a quantity needs its units (UCUM code: factor)", where + ("units",)))
         if obs.kind == "coded" and not obs.answers:
             problems.append(("a coded value needs its answers", where + ("answers",)))
+        if (obs.answers or obs.text_answers) and obs.kind not in ("coded", "boolean"):
+            problems.append(("answers are for coded or boolean values", where + ("answers",)))
+        for text in obs.text_answers:
+            if text != text.strip().lower():
+                problems.append(("a text answer is written lower case, without spaces "
+                                 "around it", where + ("text_answers", text)))
         for unit, factor in obs.units.items():
             if not (math.isfinite(factor) and factor > 0):
                 problems.append(("a unit factor must be a finite number above 0",
@@ -207,6 +283,21 @@ def check(spec: CodeMapFile, doc: Document) -> list[tuple[str, tuple[Any, ...]]]
             if "#" not in answer or answer.split("#", 1)[0] not in spec.systems:
                 problems.append((f"answer '{answer}' is not SYSTEM#CODE with a known system",
                                  where + ("answers", answer)))
+    for word, names in spec.drug_names.items():
+        for i, name in enumerate(names):
+            if name != name.strip().lower() or len(name) < 4:
+                problems.append(("a drug name is lower case, at least 4 letters",
+                                 ("drug_names", word, i)))
+    for word, products in spec.medication_products.items():
+        for i, pr in enumerate(products):
+            if pr.dose_equivalence and not all(math.isfinite(x) and x > 0
+                                               for x in pr.dose_equivalence):
+                problems.append(("a dose equivalence is two mg amounts above 0",
+                                 ("medication_products", word, i, "dose_equivalence")))
+    for unit, ucum in spec.unit_text.items():
+        if ucum not in spec.dose_units and not any(
+                ucum in o.units for o in spec.observations.values()):
+            problems.append((f"'{ucum}' is not a unit the map converts", ("unit_text", unit)))
     for table in ("dose_units", "period_hours"):
         for unit, factor in getattr(spec, table).items():
             if not (math.isfinite(factor) and factor > 0):
@@ -239,7 +330,23 @@ def _load(folder: str) -> CodeMap:
             prefixes.append((spec.systems[name], code, meaning))
         else:
             exact[(spec.systems[name], code)] = meaning
-    return CodeMap(spec, doc.sha256, exact, tuple(prefixes))
+    return CodeMap(spec, doc.sha256, exact, tuple(prefixes), _weight_recent(Path(folder)))
+
+
+def _weight_recent(folder: Path) -> tuple[int, int]:
+    """weight_recent_days and weight_recent_days_child of the folder's ruleset.yaml (the
+    rule set's named thresholds; the rule set loader checks their form)."""
+    path = folder / "ruleset.yaml"
+    if not path.exists():
+        return WEIGHT_RECENT
+    data = load_file(path, RuleError).data
+    found = (data.get("thresholds") or {}) if isinstance(data, dict) else {}
+    out = []
+    for name, default in zip(("weight_recent_days", "weight_recent_days_child"), WEIGHT_RECENT):
+        t = found.get(name)
+        value = t.get("value") if isinstance(t, dict) else None
+        out.append(int(value) if isinstance(value, (int, float)) and value > 0 else default)
+    return out[0], out[1]
 
 
 def check_file(folder: Path | str) -> list[tuple[str, str, int | None, str | None]]:

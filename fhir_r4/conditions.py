@@ -1,82 +1,115 @@
-"""Conditions: the CLE subtype being treated, systemic lupus, comorbidities and new
-symptoms (only active, confirmed ones count); Procedures: retinal exams."""
+"""Conditions: the CLE subtype being treated, systemic lupus, comorbidities (the problem
+list read for contraindications), new symptoms, pregnancy and breastfeeding on the
+problem list; Procedures: retinal exams.
+
+A Condition counts as it stood on `as_of`: not yet recorded then, it does not count;
+abated by then, it does not count; abated after it, it did. Clinical status: active,
+recurrence, relapse and remission count (a disease in remission is still the patient's:
+CLE in remission is the CLE being treated, a comorbidity in remission still weighs on a
+drug), except for new symptoms, which count only when active.
+"""
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from .codemap import CodeMap
-from .reading import Entry, Fail, Report, answer, codings, meaning, shown, when
+from .codemap import CodeMap, Meaning
+from .reading import Entry, Fail, NoAdviceFound, Report, answer, codings, date_of, meaning, \
+    shown, when
 
 CONDITION_ACTIVE = ("active", "recurrence", "relapse")
+CONDITION_HELD = CONDITION_ACTIVE + ("remission",)
 CLINICAL_STATUS = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+PREGNANCY_DAYS = 300   # longer than a pregnancy lasts (42 weeks = 294 days)
+SECTIONS = ("subtype", "subtype_unspecified", "sle", "comorbidity", "symptom", "pregnancy",
+            "breastfeeding")
+
+
+def _status(r: Any) -> tuple[str | None, str | None]:
+    clinical = next((c.code for c in codings(r.clinicalStatus)
+                     if c.system == CLINICAL_STATUS), None)
+    verified = next((c.code for c in codings(r.verificationStatus)
+                     if c.system == VERIFICATION), None)
+    return clinical, verified
+
+
+def _dates(r: Any) -> tuple[dt.date | None, dt.date | None]:
+    onset = date_of(r.onsetDateTime) or date_of(getattr(r.onsetPeriod, "start", None)) \
+        or date_of(r.recordedDate)
+    abated = date_of(r.abatementDateTime) or date_of(getattr(r.abatementPeriod, "end", None))
+    return onset, abated
 
 
 class Conditions:
     """The Conditions of one patient, gathered, then written onto the record."""
 
-    def __init__(self, report: Report, codemap: CodeMap) -> None:
-        self.report, self.map = report, codemap
+    def __init__(self, report: Report, codemap: CodeMap, as_of: dt.date) -> None:
+        self.report, self.map, self.as_of = report, codemap, as_of
         self.unmapped: list[str] = []
+        self.unconfirmed_cle: list[str] = []  # CLE Conditions that did not count
         self.conditions: set[str] = set()
         self.symptoms: set[str] = set()
         self.subtypes: dict[str, str] = {}
         self.sle: Any = None
+        # (field, date, value, label): offered to the Observations' latest values
+        self.offers: list[tuple[str, dt.date, Any, str]] = []
 
     def condition(self, e: Entry) -> None:
         r = e.resource
-        m = meaning(self.map, r.code, ("subtype", "sle", "comorbidity", "symptom"))
-        clinical = next((c.code for c in codings(r.clinicalStatus)
-                         if c.system == CLINICAL_STATUS), None)
+        m = meaning(self.map, r.code, SECTIONS)
+        clinical, verified = _on_as_of(self, e)
+        if clinical is None:
+            return
         if m is None:
             self.report.ignore(e.label, f"code not in the code map ({shown(r.code)})")
-            if clinical in CONDITION_ACTIVE or clinical is None:
+            if clinical in CONDITION_HELD or clinical == "unknown":
                 self.unmapped.append(shown(r.code))
             return
-        verified = next((c.code for c in codings(r.verificationStatus)
-                         if c.system == VERIFICATION), None)
+        if m.section == "subtype_unspecified" and clinical in CONDITION_HELD \
+                and verified in ("confirmed", None):
+            raise Fail(e.path + ("code",), f"{m.display} without its subtype ({shown(r.code)}): "
+                       "the record needs the subtype being treated (DLE, SCLE...)")
         if m.section == "sle" and verified == "refuted":
             self.sle = False
             self.report.used.append(f"{e.label}: SLE refuted")
             return
-        if clinical not in CONDITION_ACTIVE or verified != "confirmed":
-            warn = None
-            if m.section == "comorbidity" and verified in ("provisional", "differential",
-                                                           "unconfirmed", None) \
-                    and clinical in CONDITION_ACTIVE:
-                warn = (f"{m.display} is recorded as {verified or 'unverified'}, not "
-                        "confirmed; it was not counted: confirm or refute it.")
-            self.report.ignore(e.label, f"{m.display}: clinical status {clinical}, "
-                               f"verification {verified} (only active, confirmed count)",
-                               warning=warn)
+        if not _counts(self, e, m, clinical, verified):
             return
+        self._add(e, m, verified)
+
+    def _add(self, e: Entry, m: Meaning, verified: str | None) -> None:
         if m.section == "subtype":
             self.subtypes[m.value] = e.label
         elif m.section == "sle":
+            if verified is None:
+                return
             if self.sle is not False:
                 self.sle = True
         elif m.section == "comorbidity":
             self.conditions.add(m.value)
-        else:
+        elif m.section == "symptom":
             self.symptoms.add(m.value)
+        else:
+            _reproductive(self, e, m)
+            return
         self.report.used.append(f"{e.label}: {m.display}")
 
     def diagnosis(self, rec: dict[str, Any]) -> None:
         """The warning on unmapped conditions and the record's diagnosis (one subtype)."""
         if self.unmapped:  # one line for all: the list can be long
-            listed = "; ".join(self.unmapped[:5])
-            more = len(self.unmapped) - 5
+            listed = "; ".join(self.unmapped[:8])
+            more = len(self.unmapped) - 8
             self.report.warnings.append((
                 "warning", f"{len(self.unmapped)} active condition(s) are not "
                 f"in the code map and were not considered: {listed}"
                 + (f"; and {more} more" if more > 0 else "")
                 + ". Check them by hand for contraindications."))
-        if len(self.subtypes) != 1:
-            if not self.subtypes:
-                raise Fail((), "no active, confirmed cutaneous lupus Condition with a "
-                               "subtype in the code map")
+        if len(self.subtypes) > 1:
             raise Fail((), "several active CLE subtypes (" + ", ".join(sorted(
                 self.subtypes)) + "): the record needs the one being treated")
+        if not self.subtypes:
+            raise NoAdviceFound("no_cle", _no_cle(self))
         subtype = next(iter(self.subtypes))
         rec["diagnosis"] = {"subtype": subtype,
                             "systemic_lupus": "unknown" if self.sle is None else self.sle}
@@ -88,11 +121,92 @@ class Conditions:
             rec["symptoms"] = sorted(self.symptoms)
 
 
-class Procedures:
-    """Retinal screening exams: completed, dated, with a mapped outcome."""
+def _on_as_of(c: Conditions, e: Entry) -> tuple[str | None, str | None]:
+    """The clinical status on as_of (None: the Condition does not count then)."""
+    r = e.resource
+    clinical, verified = _status(r)
+    onset, abated = _dates(r)
+    if onset is not None and onset > c.as_of:
+        c.report.ignore(e.label, f"recorded {onset}, after as_of {c.as_of}")
+        return None, None
+    if abated is not None:
+        if abated <= c.as_of:
+            c.report.ignore(e.label, f"abated {abated}, by as_of {c.as_of}")
+            return None, None
+        if clinical in ("resolved", "inactive", "remission"):
+            c.report.used.append(f"{e.label}: {clinical} now, but abated {abated}, "
+                                 f"after as_of {c.as_of}: active on as_of")
+            clinical = "active"
+    return clinical or "unknown", verified
 
-    def __init__(self, report: Report, codemap: CodeMap) -> None:
-        self.report, self.map = report, codemap
+
+def _counts(c: Conditions, e: Entry, m: Meaning, clinical: str, verified: str | None) -> bool:
+    held = CONDITION_ACTIVE if m.section == "symptom" else CONDITION_HELD
+    if clinical == "unknown" and m.section in ("comorbidity", "pregnancy", "breastfeeding"):
+        clinical = "active"  # no status on a problem list: counted (only excludes)
+        c.report.used.append(f"{e.label}: no clinicalStatus; counted as active")
+    if clinical in held and verified in ("confirmed", None):
+        if verified is None:
+            _unverified(c, e, m)
+        return True
+    warn = None
+    if m.section == "comorbidity" and verified in ("provisional", "differential",
+                                                   "unconfirmed") \
+            and clinical in CONDITION_HELD:
+        warn = (f"{m.display} is recorded as {verified}, not confirmed; it was not "
+                "counted: confirm or refute it.")
+    if m.section == "subtype" and verified != "entered-in-error":
+        c.unconfirmed_cle.append(f"{m.display} (clinical status {clinical}, "
+                                 f"verification {verified})")
+    c.report.ignore(e.label, f"{m.display}: clinical status {clinical}, verification "
+                    f"{verified} (only active or in remission, confirmed or without "
+                    "a verification status, count)", warning=warn)
+    return False
+
+
+def _unverified(c: Conditions, e: Entry, m: Meaning) -> None:
+    """No verificationStatus (FHIR allows it): the problem list's entry is read as
+    written, except SLE, which stays unknown (it changes the ladder both ways)."""
+    if m.section == "sle":
+        c.report.missing.append(("diagnosis.systemic_lupus", f"{e.label}: SLE on the "
+                                 "problem list without a verification status"))
+    else:
+        c.report.used.append(f"{e.label}: no verificationStatus; {m.display} read as "
+                             "recorded on the problem list")
+
+
+def _reproductive(c: Conditions, e: Entry, m: Meaning) -> None:
+    onset, _ = _dates(e.resource)
+    on = onset or c.as_of
+    if m.section == "breastfeeding":
+        c.offers.append(("reproductive.breastfeeding", on, True, e.label))
+        return
+    if m.value == "not_pregnant":
+        c.offers.append(("reproductive.pregnant", on, False, e.label))
+    elif onset is not None and (c.as_of - onset).days <= PREGNANCY_DAYS:
+        c.offers.append(("reproductive.pregnant", on, True, e.label))
+    else:
+        c.offers.append(("reproductive.pregnant", on, "unknown", e.label))
+        c.report.missing.append(("reproductive.pregnant", f"{e.label}: a pregnancy "
+                                 f"on the problem list from {onset or 'an unknown date'}"
+                                 " is still active: pregnancy status is unknown"))
+
+
+def _no_cle(c: Conditions) -> str:
+    parts = ["No active cutaneous lupus Condition that the code map knows is on record "
+             f"on {c.as_of}; the CLE ladder has no advice for this patient."]
+    if c.unconfirmed_cle:
+        parts.append("Not counted: " + "; ".join(c.unconfirmed_cle) + ".")
+    if c.unmapped:
+        parts.append("Active conditions not in the code map (check for a CLE coded "
+                     "otherwise): " + "; ".join(c.unmapped[:8]) + ".")
+    return " ".join(parts)
+
+class Procedures:
+    """Retinal screening exams: completed, dated by as_of, with a mapped outcome."""
+
+    def __init__(self, report: Report, codemap: CodeMap, as_of: dt.date) -> None:
+        self.report, self.map, self.as_of = report, codemap, as_of
         self.exams: list[dict[str, str]] = []
 
     def procedure(self, e: Entry) -> None:
@@ -102,6 +216,9 @@ class Procedures:
             self.report.ignore(e.label, f"code not in the code map ({shown(r.code)})")
             return
         on = when(r)
+        if on is not None and on > self.as_of:
+            self.report.ignore(e.label, f"retinal exam dated {on}, after as_of {self.as_of}")
+            return
         ok, result = answer(self.map, r.outcome, self.map.spec.eye_exam.outcomes)
         if r.status != "completed" or on is None or not ok:
             self.report.ignore(e.label, "retinal exam not completed, undated or without a "

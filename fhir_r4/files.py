@@ -15,6 +15,8 @@ from ..engine.ruleset import default_rules_dir
 from ..engine.safetext import visible
 from ..engine.validate import validate_patient
 
+from .noadvice import NoAdvice
+
 if TYPE_CHECKING:
     from .bundle import Imported
 
@@ -29,23 +31,34 @@ def load_patient(path: Path | str) -> tuple[Patient, str]:
 
 
 def patients_of(doc: Document, rules_dir: Path | str | None = None,
-                as_of: object = None, single: bool = False) -> list[tuple[Patient, Any]]:
+                as_of: dt.date | None = None, single: bool = False
+                ) -> list[tuple[Patient | NoAdvice, Any]]:
     """The validated patients of a parsed input, each with its FHIR import report (None
-    for our own record). The kind of input is read from the content, not the name.
-    `single`: a FHIR input of several patients raises ManyPatients (it is a cohort)."""
+    for our own record); a patient with no advice (dead on as_of, no CLE on record) is a
+    NoAdvice instead. The kind of input is read from the content, not the name.
+    `single`: a FHIR input of several patients raises ManyPatients (it is a cohort).
+    `as_of` is for FHIR input: our record carries its own (a different one is an error)."""
     if not is_fhir(doc.data):
-        return [(validate_patient(doc), None)]
+        patient = validate_patient(doc)
+        if as_of is not None and patient.as_of != as_of:
+            raise InputError(f"--as-of {as_of} differs from the record's as_of "
+                             f"{patient.as_of}: a patient record carries its own date",
+                             doc.file)
+        return [(patient, None)]
     from .bundle import import_fhir
     from .codemap import load_codemap
     codemap = load_codemap(rules_dir or default_rules_dir())
-    items = import_fhir(doc, codemap, as_of)  # type: ignore[arg-type]
+    items = import_fhir(doc, codemap, as_of)
     if single and len(items) > 1:
         raise ManyPatients(f"the FHIR input holds {len(items)} patients; evaluate them as "
                            "a cohort (--format jsonl or csv)", doc.file)
-    out = []
+    out: list[tuple[Patient | NoAdvice, Any]] = []
     for item in items:
         if item.error is not None:
             raise item.error
+        if item.no_advice is not None:
+            out.append((item.no_advice, item.report))
+            continue
         assert item.document is not None
         out.append((validate_patient(item.document), item.report))
     return out
@@ -70,6 +83,11 @@ def import_text(path: Path | str, rules_dir: Path | str | None = None,
     import yaml
     out: list[str] = []
     for item in import_file(path, rules_dir, as_of):
+        if item.error is not None:
+            raise item.error
+        if item.no_advice is not None:
+            out.append(f"# NO ADVICE ({item.no_advice.reason}): {item.no_advice.message}\n")
+        assert item.document is not None and item.report is not None
         out.append(yaml.safe_dump(item.document.data, sort_keys=False,
                                   allow_unicode=True, default_flow_style=None))
         report = item.report

@@ -27,29 +27,22 @@ class Observations:
 
     def observation(self, e: Entry, index: Index, courses: dict[int, dict[str, Any]]) -> None:
         r = e.resource
-        m = meaning(self.map, r.code, ("observation", "clasi", "response"))
+        m = meaning(self.map, r.code, ("observation", "clasi", "response", "not_used"))
         if m is None:
             self.report.ignore(e.label, f"code not in the code map ({shown(r.code)})")
+            return
+        if m.section == "not_used":
+            self.report.ignore(e.label, f"{m.display}: read, not used by the rules")
             return
         on = _dated(e, m, self.as_of, self.report)
         if on is None:
             return
         if m.section == "clasi":
-            self._clasi(e, m, on)
+            _clasi(self, e, m, on)
         elif m.section == "response":
             _response(e, index, courses, self.map, self.report)
         else:
             self._field(e, m, on)
-
-    def _clasi(self, e: Entry, m: Meaning, on: dt.date) -> None:
-        r = e.resource
-        value = number(r.valueQuantity.value) if r.valueQuantity is not None else \
-            number(getattr(r, "valueInteger", None))
-        if value is None:
-            self.report.ignore(e.label, "CLASI without a number", "activity")
-            return
-        self.clasi.setdefault(on, {})[m.value] = value
-        self.report.used.append(f"{e.label}: CLASI {m.value} {clean(value)} on {on}")
 
     def _field(self, e: Entry, m: Meaning, on: dt.date) -> None:
         spec = self.map.spec.observations[m.value]
@@ -64,46 +57,93 @@ class Observations:
                 self.positive = max(self.positive or on, on)
                 self.report.used.append(f"{e.label}: pregnancy test {value} on {on}")
             return
-        old = self.latest.get(m.value)
-        if old is None or on >= old[0]:
+        self.offer(m.value, on, value, e.label, m.display)
+
+    def offer(self, name: str, on: dt.date, value: Any, label: str, display: str = "") -> None:
+        """A dated value of a field: the latest one is kept; on the same date the more
+        cautious one (pregnant over unknown over not pregnant; else the later record)."""
+        old = self.latest.get(name)
+        display = display or name
+        if old is None or on > old[0] or (on == old[0] and _rank(value) >= _rank(old[1])):
             if old is not None:
-                self.report.ignore(old[2], f"{m.display}: a later value exists")
-            self.latest[m.value] = (on, value, e.label)
+                self.report.ignore(old[2], f"{display}: a later value exists")
+            self.latest[name] = (on, value, label)
         else:
-            self.report.ignore(e.label, f"{m.display}: a later value exists")
+            self.report.ignore(label, f"{display}: a later value exists")
 
     # ------------------------------------------------------------ onto the record
 
-    def finish(self, rec: dict[str, Any]) -> None:
-        """The gathered values onto the record (its diagnosis is already there)."""
-        for name, (on, value, label) in sorted(self.latest.items()):
-            self.report.used.append(f"{label}: {name} = {value} ({on})")
-            if name.startswith("labs."):
-                set_field(rec, name, {"value": value, "date": on.isoformat()})
-            else:
-                set_field(rec, name, value)
+    def finish(self, rec: dict[str, Any], weight_days: int) -> None:
+        """The gathered values onto the record (its diagnosis is already there). Every
+        value used is listed with its date (an info note in the result)."""
+        _weight(self, rec, weight_days)
+        dated = _write_latest(self, rec)
         _positive_test(self, rec)
-        diagnosis = rec["diagnosis"]
-        if "extent" not in diagnosis:
+        diagnosis = rec.get("diagnosis")
+        if diagnosis is not None and "extent" not in diagnosis:
             diagnosis["extent"] = "unknown"
             self.report.missing.append(("diagnosis.extent", "no Observation records the "
                                         "extent (localized or widespread)"))
         if self.tests:
             set_field(rec, "reproductive.negative_pregnancy_tests",
                       [d.isoformat() for d in sorted(self.tests)])
+            dated.append("negative pregnancy tests " + ", ".join(
+                d.isoformat() for d in sorted(self.tests)))
         if self.clasi:
             rec["activity"] = _activity(self.clasi, self.report)
+        if dated:
+            self.report.warnings.append(("info", "Read from the FHIR record, each with its "
+                                         "date: " + "; ".join(dated) + "."))
 
+
+def _clasi(obs: Observations, e: Entry, m: Meaning, on: dt.date) -> None:
+    """A CLASI score of one date (activity or damage)."""
+    r = e.resource
+    value = number(r.valueQuantity.value) if r.valueQuantity is not None else \
+        number(getattr(r, "valueInteger", None))
+    if value is None:
+        obs.report.ignore(e.label, "CLASI without a number", "activity")
+        return
+    obs.clasi.setdefault(on, {})[m.value] = value
+    obs.report.used.append(f"{e.label}: CLASI {m.value} {clean(value)} on {on}")
+
+
+def _write_latest(obs: Observations, rec: dict[str, Any]) -> list[str]:
+    """The latest value of each field onto the record (labs with their dates); each as
+    the clinician reads it, with its date."""
+    dated = []
+    for name, (on, value, label) in sorted(obs.latest.items()):
+        obs.report.used.append(f"{label}: {name} = {value} ({on})")
+        dated.append(_dated_text(name, value, on))
+        if name.startswith("labs."):
+            set_field(rec, name, {"value": value, "date": on.isoformat()})
+        else:
+            set_field(rec, name, value)
+    return dated
+
+
+def _weight(obs: Observations, rec: dict[str, Any], days: int) -> None:
+    """A weight older than the rule set's limit is not used: weight-based doses need a
+    recent one (missing data says which weight and how old)."""
+    found = obs.latest.get("demographics.weight_kg")
+    if found is None:
+        return
+    on, kg, label = found
+    age = (obs.as_of - on).days
+    if age > days:
+        del obs.latest["demographics.weight_kg"]
+        child = rec["demographics"]["age"] < 18
+        obs.report.ignore(label, f"weight {kg} kg on {on} is {age} days old on as_of "
+                          f"{obs.as_of}; weight-based doses need a weight from the last "
+                          f"{days} days ({'weight_recent_days_child' if child else 'weight_recent_days'}"
+                          " in rules/ruleset.yaml): not used", "demographics.weight_kg")
 
 def _value(e: Entry, m: Meaning, spec: Any, codemap: CodeMap, report: Report) -> Any:
     """The value of a field's Observation in the record's terms, or _NOTHING (reported)."""
     r = e.resource
     if spec.kind == "quantity":
         return _quantity(e, m, spec, codemap, report)
-    if spec.kind == "boolean":
-        if not isinstance(r.valueBoolean, bool):
-            report.ignore(e.label, f"{m.display}: no valueBoolean", m.value)
-            return _NOTHING
+    if spec.kind == "boolean" and isinstance(r.valueBoolean, bool):
         return r.valueBoolean
     if spec.kind == "date":
         got = date_of(r.valueDateTime)
@@ -116,12 +156,28 @@ def _value(e: Entry, m: Meaning, spec: Any, codemap: CodeMap, report: Report) ->
             report.ignore(e.label, f"{m.display}: no valueString", m.value)
             return _NOTHING
         return r.valueString
+    return _answered(e, m, spec, codemap, report)
+
+
+def _answered(e: Entry, m: Meaning, spec: Any, codemap: CodeMap, report: Report) -> Any:
+    """A coded answer (or a boolean one given as a code), or a result sent as text whose
+    words the map lists; anything else stays unknown, reported."""
+    r = e.resource
     ok, value = answer(codemap, r.valueCodeableConcept, spec.answers)
-    if not ok:
-        report.ignore(e.label, f"{m.display}: answer not in the code map "
-                      f"({shown(r.valueCodeableConcept)}); stays unknown", m.value)
-        return _NOTHING
-    return value
+    if ok:
+        return value
+    text = r.valueString if r.valueString is not None else (
+        r.valueCodeableConcept.text if r.valueCodeableConcept is not None
+        and not r.valueCodeableConcept.coding else None)
+    if text is not None and text.strip().lower() in spec.text_answers:
+        report.used.append(f"{e.label}: {m.display} '{text}' read as "
+                           f"{spec.text_answers[text.strip().lower()]}")
+        return spec.text_answers[text.strip().lower()]
+    given = (f"text '{text}'" if text is not None else shown(r.valueCodeableConcept)
+             if r.valueCodeableConcept is not None else "no value[x] the map reads")
+    report.ignore(e.label, f"{m.display}: answer not in the code map ({given}); "
+                  "stays unknown", m.value)
+    return _NOTHING
 
 
 def _quantity(e: Entry, m: Meaning, spec: Any, codemap: CodeMap, report: Report) -> Any:
@@ -136,9 +192,15 @@ def _quantity(e: Entry, m: Meaning, spec: Any, codemap: CodeMap, report: Report)
                       m.value)
         return _NOTHING
     factor = spec.units.get(q.code or "") if q.system == codemap.spec.ucum else None
+    if factor is None and q.system in (None, codemap.spec.ucum):
+        word = (q.code or q.unit or "").strip().lower()
+        ucum = codemap.spec.unit_text.get(word)
+        factor = spec.units.get(ucum) if ucum else None
+        if factor is not None:
+            report.used.append(f"{e.label}: unit '{q.code or q.unit}' read as UCUM {ucum}")
     if factor is None:
         report.ignore(e.label, f"{m.display}: unit '{q.code or q.unit}' "
-                      f"(system {q.system}) is not a UCUM unit the code map "
+                      f"(system {q.system}) is not a unit the code map "
                       "converts; the value is not used", m.value)
         return _NOTHING
     return clean(value * factor)
@@ -172,6 +234,19 @@ def _activity(clasi: dict[dt.date, dict[str, float]], report: Report) -> list[di
             item["clasi_damage"] = clean(scores["damage"])
         activity.append(item)
     return activity
+
+
+def _dated_text(name: str, value: Any, on: dt.date) -> str:
+    word = name.split(".")[-1]
+    value = {True: "yes", False: "no"}.get(value, value) if isinstance(value, bool) else value
+    if word.endswith("_kg"):
+        return f"{word[:-3].replace('_', ' ')} {value} kg ({on})"
+    return f"{word.replace('_', ' ')} {value} ({on})"
+
+
+def _rank(value: Any) -> int:
+    return {True: 2, "unknown": 1}.get(value, 0) if not isinstance(value, (int, float)) \
+        or isinstance(value, bool) else 0
 
 
 def _dated(e: Entry, m: Meaning, as_of: dt.date, report: Report) -> dt.date | None:

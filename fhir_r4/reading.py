@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Iterable
@@ -46,6 +47,7 @@ class Imported:
     report: Report | None
     label: str = ""
     error: InputError | None = None
+    no_advice: Any = None    # a NoAdvice (deceased, no CLE on record): not evaluated
 
 
 class Fail(Exception):
@@ -75,6 +77,14 @@ class Entry:
         return f"{format_path(self.path)} ({self.kind}{'/' + rid if rid else ''})"
 
 
+class NoAdviceFound(Exception):
+    """A patient who gets no advice (dead on as_of, no CLE on record): not an error."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason, self.message = reason, message
+
+
 def codings(concept: Any) -> list[Any]:
     return list(getattr(concept, "coding", None) or []) if concept is not None else []
 
@@ -96,6 +106,30 @@ def shown(concept: Any) -> str:
              for c in codings(concept)]
     text = getattr(concept, "text", None) if concept is not None else None
     return ", ".join(codes) or (f"text '{text}'" if text else "no code")
+
+
+def texts(concept: Any) -> list[str]:
+    """What a concept says in words: its text and its codings' displays."""
+    if concept is None:
+        return []
+    out = [c.display for c in codings(concept) if c.display]
+    text = getattr(concept, "text", None)
+    return ([text] if text else []) + out
+
+
+def name_match(codemap: CodeMap, words: list[str]) -> str | None:
+    """The one catalogue drug the words name (a whole word, any case), or None: none, or
+    several (ambiguous), or a topical/eye form of a systemic drug."""
+    found = set()
+    for text in words:
+        low = text.lower()
+        tokens = set(re.findall(r"[a-z]+", low))
+        if tokens & set(codemap.spec.name_excluding_words):
+            continue
+        for drug, names in codemap.spec.drug_names.items():
+            if any(name in tokens for name in names):
+                found.add(drug)
+    return found.pop() if len(found) == 1 else None
 
 
 def answer(codemap: CodeMap, concept: Any, answers: dict[str, Any]) -> tuple[bool, Any]:

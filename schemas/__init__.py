@@ -11,6 +11,7 @@ from ..engine.catalogue import TemplateFile
 from ..engine.models import Patient, Result
 from ..engine.ruleset import DrugFile, EvidenceFile, Provenance, RuleFile
 from ..fhir_r4.codemap import CodeMapFile
+from ..fhir_r4.noadvice import NoAdviceModel
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
@@ -23,13 +24,15 @@ SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
     "reproductive-templates": (TemplateFile, "cledecide reproductive-templates.yaml (rule "
                                "templates filled from drugs.yaml)"),
     "fhir-map": (CodeMapFile, "cledecide fhir-map.yaml (the FHIR code map)"),
+    "no-advice": (NoAdviceModel, "cledecide result of a patient with no advice (deceased, "
+                                 "no CLE on record), contract version 1"),
 }
 
 
 def schema(name: str) -> dict[str, Any]:
     """The JSON Schema of one document kind (see SCHEMAS)."""
     model, title = SCHEMAS[name]
-    mode = "serialization" if name == "result" else "validation"
+    mode = "serialization" if name in ("result", "no-advice") else "validation"
     doc = model.model_json_schema(mode=mode, by_alias=True)
     return {"$schema": DIALECT, "$id": f"https://cledecide.invalid/schema/{name}.json",
             "title": title, **{k: v for k, v in doc.items() if k != "title"}}
