@@ -171,27 +171,39 @@ class AuditLog(_Reads):
 
     def append(self, **values: Any) -> int:
         """One row (and its cards, for feedback look-ups) in one transaction."""
-        row = _normal(values)
-        cards = values.get("cards") or []
+        return self.append_many([values])[0]
+
+    def append_many(self, batch: list[dict[str, Any]]) -> list[int]:
+        """Rows in one transaction (one fsync for all: a group commit); their seqs."""
+        seqs = []
         with self.store.transaction() as tx:
             seq_text, prev = tx.lock_head()[0].split(":")[:2]
-            seq = int(seq_text) + 1
-            digest = row_hash(self.keys.chain, prev, seq, row)
-            tx.run(f"INSERT INTO audit (seq, {', '.join(COLUMNS)}, prev_hash, row_hash) "
-                   f"VALUES (?, {', '.join('?' for _ in COLUMNS)}, ?, ?)",
-                   (seq, *[row[c] for c in COLUMNS], prev, digest))
-            for card in cards if isinstance(cards, list) else []:
-                tx.run("INSERT INTO cards VALUES (?, ?, ?, ?, ?)",
-                       (card["uuid"], seq, row["service"], row["patient_hash"],
-                        json.dumps(card.get("suggestions", []))))
-            head = f"{seq}:{digest}"
+            seq = int(seq_text)
+            for values in batch:
+                seq += 1
+                prev = self._insert(tx, seq, prev, values)
+                seqs.append(seq)
+            head = f"{seq}:{prev}"
             tx.run("UPDATE meta SET value=? WHERE key='head'",
                    (f"{head}:{_mac(self.keys.chain, 'head:' + head)}",))
-        return seq
+        return seqs
+
+    def _insert(self, tx: Any, seq: int, prev: str, values: dict[str, Any]) -> str:
+        row = _normal(values)
+        digest = row_hash(self.keys.chain, prev, seq, row)
+        tx.run(f"INSERT INTO audit (seq, {', '.join(COLUMNS)}, prev_hash, row_hash) "
+               f"VALUES (?, {', '.join('?' for _ in COLUMNS)}, ?, ?)",
+               (seq, *[row[c] for c in COLUMNS], prev, digest))
+        cards = values.get("cards") or []
+        for card in cards if isinstance(cards, list) else []:
+            tx.run("INSERT INTO cards VALUES (?, ?, ?, ?, ?)",
+                   (card["uuid"], seq, row["service"], row["patient_hash"],
+                    json.dumps(card.get("suggestions", []))))
+        return digest
 
     def first_use(self, key: str, until: float, now: float) -> bool:
         """A token id is good once (across workers and instances) until it expires."""
-        with self.store.transaction() as tx:
+        with self.store.quick() as tx:
             fresh = tx.run("INSERT INTO jti VALUES (?, ?) ON CONFLICT DO NOTHING",
                            (key, until)).rowcount == 1
             if fresh and secrets.randbelow(500) == 0:

@@ -131,7 +131,7 @@ class Checkpoints:
         self.log = log
         self.key, self.out = config.checkpoint_key_file, config.checkpoints
         self.rows = max(1, config.checkpoint_every_rows)
-        self.minutes = max(0.05, config.checkpoint_every_minutes)
+        self.minutes = max(0.01, config.checkpoint_every_minutes)
         self.last_seq = -1
 
     @property
@@ -153,7 +153,7 @@ class Checkpoints:
             await asyncio.sleep(self.minutes * 60)
             try:
                 seq = (await asyncio.get_running_loop().run_in_executor(pool, self.log.head))[0]
-                if seq != self.last_seq:
+                if seq and seq != self.last_seq:  # nothing new: nothing to sign
                     await asyncio.get_running_loop().run_in_executor(pool, self.now)
             except Exception as exc:  # noqa: BLE001 - retried next time; said once
                 logging.getLogger("cledecide.service").error(

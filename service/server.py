@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -39,14 +38,16 @@ class Service:
         from .audit import open_log
         from .auth import Auth
         from .checkpoint import Checkpoints
+        from .groupcommit import GroupCommit
         from .hooks import Engine
         self.config = config
         self.engine = Engine(rules_dir)
         self.log = open_log(config.audit, config.audit_key_file, create_key=True)
+        self.writer = GroupCommit(self.log)
         self.auth = None if config.insecure else Auth(config, self.log.first_use)
         self.evaluators = ThreadPoolExecutor(max(1, config.evaluation_threads),
                                              thread_name_prefix="evaluate")
-        self.io = ThreadPoolExecutor(4, thread_name_prefix="audit")
+        self.io = ThreadPoolExecutor(32, thread_name_prefix="audit")  # waiting, mostly
         self.checkpoints = Checkpoints(config, self.log)
         settle()
 
@@ -59,7 +60,7 @@ class Service:
     def record(self, sid: str, answer: Answer, call: Call | None, kind: str | None) -> int:
         """One answer's audit row (on the I/O pool)."""
         pid = answer.patient_id
-        seq = self.log.append(
+        seq = self.writer.append(
             kind=kind or ("evaluate" if answer.status == 200 else "rejected"),
             service=sid, status=answer.status, detail=answer.detail,
             request_id=call.hook_instance if call else "",
@@ -74,7 +75,7 @@ class Service:
         import hashlib
         digest = hashlib.sha256(body).hexdigest()
         for row in rows:
-            seq = self.log.append(kind="feedback", service=sid, status=200, input_sha256=digest,
+            seq = self.writer.append(kind="feedback", service=sid, status=200, input_sha256=digest,
                                   **row, **self.engine.audit_fields())
             self.checkpoints.after(seq)
 
@@ -128,8 +129,9 @@ def serve(host: str, port: int, rules_dir: str | None, config_path: str | None,
     print(f"cledecide CDS Hooks service on http://{host}:{port}/cds-services "
           f"({workers} worker{'s' if workers > 1 else ''}; decision support for a "
           "clinician, not an order)", file=sys.stderr)
+    from .nodelay import NoDelayHTTP
     options = dict(host=host, port=port, log_level="warning", access_log=False,
-                   timeout_keep_alive=5)
+                   timeout_keep_alive=5, http=NoDelayHTTP)
     if workers <= 1:
         uvicorn.run(create_app(service), **options)
         return

@@ -43,6 +43,9 @@ class Store:
     def transaction(self) -> contextlib.AbstractContextManager[Any]:
         raise NotImplementedError
 
+    def quick(self) -> contextlib.AbstractContextManager[Any]:
+        return self.transaction()
+
     def read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self.transaction() as tx:
             return tx.run(sql, args).fetchall()
@@ -89,6 +92,13 @@ class SQLiteStore(Store):
         self._db.execute("PRAGMA synchronous=FULL")
         for sql in _TABLES:
             self._db.execute(sql)
+        # Seen token ids need no fsync per token (a power cut forgets at most the
+        # last seconds' ids, each good for minutes only): their own connection, so the
+        # audit rows keep synchronous=FULL. Saves ~3.5 ms a request on this disk.
+        self._fast_db = sqlite3.connect(str(self.path), check_same_thread=False,
+                                        isolation_level=None, timeout=30)
+        self._fast_db.execute("PRAGMA synchronous=NORMAL")
+        self._fast_lock = threading.Lock()
         if os.name == "posix":
             with contextlib.suppress(OSError):
                 os.chmod(self.path, 0o600)
@@ -104,6 +114,18 @@ class SQLiteStore(Store):
                 self._db.execute("ROLLBACK")
                 raise
 
+    @contextlib.contextmanager
+    def quick(self) -> Iterator[_Tx]:
+        """A transaction that need not reach the disk before it returns."""
+        with self._fast_lock:
+            self._fast_db.execute("BEGIN IMMEDIATE")
+            try:
+                yield _Tx(self._fast_db.cursor(), True)
+                self._fast_db.execute("COMMIT")
+            except BaseException:
+                self._fast_db.execute("ROLLBACK")
+                raise
+
     def has_tables(self) -> bool:
         names = {r[0] for r in self._db.execute(
             "SELECT name FROM sqlite_master WHERE type='table'")}
@@ -111,6 +133,8 @@ class SQLiteStore(Store):
 
     def close(self) -> None:
         self._db.close()
+        if not self.read_only:
+            self._fast_db.close()
 
 
 class PostgresStore(Store):
@@ -140,6 +164,12 @@ class PostgresStore(Store):
     def transaction(self) -> Iterator[_Tx]:
         with self._lock, self._db.transaction():
             yield _Tx(self._db.cursor(), False)
+
+    @contextlib.contextmanager
+    def quick(self) -> Iterator[_Tx]:
+        with self.transaction() as tx:
+            tx.run("SET LOCAL synchronous_commit TO OFF")
+            yield tx
 
     def has_tables(self) -> bool:
         found = self.read("SELECT count(*) FROM information_schema.tables WHERE "

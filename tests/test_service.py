@@ -582,3 +582,28 @@ def test_the_readme_hook_examples_are_answered(server: Server, name: str, sid: s
     assert response.status_code == 200, response.text
     cards = response.json()["cards"]
     assert cards and (sid == PV or cards[0]["indicator"] == "critical")
+
+
+def test_every_connection_has_nagle_off() -> None:
+    """With --workers N uvicorn's own listening socket left Nagle on for accepted
+    connections: a keep-alive client waited for delayed ACKs (~44 ms a request). The
+    service's HTTP protocol sets TCP_NODELAY on each connection."""
+    import socket
+
+    from cledecide.service.nodelay import NoDelayHTTP
+
+    class Transport:
+        def __init__(self, sock: socket.socket) -> None:
+            self.sock = sock
+
+        def get_extra_info(self, name: str, default: object = None) -> object:
+            return self.sock if name == "socket" else default
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0) as sock:
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+        protocol = NoDelayHTTP.__new__(NoDelayHTTP)
+        try:
+            protocol.connection_made(Transport(sock))
+        except Exception:  # noqa: BLE001 - the base class needs more than a fake
+            pass
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1

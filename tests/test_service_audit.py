@@ -318,3 +318,33 @@ def test_two_instances_share_one_postgresql_chain_and_token_store(
         log.close()
     proc = cli("audit", "verify", postgres, "--config", a / "config.yaml")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_group_commit_keeps_the_chain_whole_under_many_threads(tmp_path: Path) -> None:
+    """Rows written at once share a transaction (one fsync); each writer gets its own
+    sequence number, and an error reaches every writer of the failed batch."""
+    from cledecide.service.groupcommit import GroupCommit
+    log = open_log(tmp_path / "g.sqlite", create_key=True)
+    writer = GroupCommit(log)
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        seqs = list(pool.map(lambda i: writer.append(kind="evaluate", service="t",
+                                                     request_id=f"r{i}", cards=[]),
+                             range(200)))
+    assert sorted(seqs) == list(range(1, 201)) and log.verify() == []
+    by_request = {r["request_id"]: r["seq"] for r in log.rows()}
+    assert all(by_request[f"r{i}"] == s for i, s in enumerate(seqs))
+    log.close()
+    with pytest.raises(Exception):
+        writer.append(kind="evaluate", service="t", request_id="after close", cards=[])
+
+
+def test_the_service_signs_a_checkpoint_every_m_minutes(tmp_path: Path) -> None:
+    import time
+    with running(tmp_path, checkpoint_every_minutes=0.01) as srv:
+        assert srv.post(PV, request_for("hcq-inadequate")).status_code == 200
+        out = tmp_path / "checkpoints.jsonl"
+        for _ in range(600):  # waits for the service's timer, asserts nothing on time
+            if out.exists() and out.read_text().strip():
+                break
+            time.sleep(0.1)
+        assert [json.loads(x)["seq"] for x in out.read_text().splitlines()][0] == 1
