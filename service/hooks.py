@@ -74,18 +74,15 @@ class Engine:
         from ..engine.load import Document
         from ..engine.validate import validate_patient
         from ..fhir_r4.bundle import import_fhir
-        try:
-            imported = import_fhir(Document("prefetch", prefetch, {}, call.digest),
-                                   self.codemap, dt.date.today())
-        except CledecideError as exc:
-            if exc.message.startswith(NO_CLE_BEFORE_NO_ADVICE):
-                return Answer(200, {"cards": []}, "no CLE on record: no card", call.patient_id)
-            raise
+        imported = import_fhir(Document("prefetch", prefetch, {}, call.digest),
+                               self.codemap, dt.date.today())
         if len(imported) != 1 or imported[0].document is None:
             return refused(422, "the prefetch must hold exactly one Patient",
                            "not one Patient", call.patient_id)
-        if no_cle(imported[0]):
-            return Answer(200, {"cards": []}, "no CLE on record: no card", call.patient_id)
+        none = imported[0].no_advice
+        if none is not None:  # no CLE on record (hospital-wide hooks send every
+            # patient), or deceased: nothing to advise, not an error
+            return Answer(200, {"cards": []}, f"no advice: {none.reason}", call.patient_id)
         patient = validate_patient(imported[0].document)
         report = imported[0].report
         if call.hook == "patient-view":
@@ -100,15 +97,3 @@ class Engine:
         cards = patient_view_cards(explanation, self.codemap)
         return Answer(200, {"cards": cards}, "", call.patient_id,
                       step(explanation), [card_record(c) for c in cards])
-
-
-# Until fhir_r4 reports a patient with no CLE as `no_advice` (the fhir engineer's
-# issue 23 work), its import refuses such a record with this message.
-NO_CLE_BEFORE_NO_ADVICE = "no active, confirmed cutaneous lupus Condition"
-
-
-def no_cle(imported: Any) -> bool:
-    """No cutaneous lupus on record: the import says so (fhir_r4's no_advice), and
-    hospital-wide hooks send every patient: no card, not an error."""
-    found = getattr(imported, "no_advice", None)
-    return found is not None

@@ -37,7 +37,7 @@ def order_sign(engine: Any, call: Call, patient: Any, report: Any) -> Answer:
         o = read_draft_order(resource, engine.codemap, ("context", "draftOrders", "entry", i,
                                                         "resource"), report)
         label = o.label
-        if getattr(o, "by_name", False):
+        if o.by_name:
             label = (f"{o.label} (recognised by name as {o.drug}: its code is not in the "
                      "code map)")
         if o.drug is None and named_drug(engine.codemap, resource) is None:

@@ -470,7 +470,7 @@ def test_the_specification_patient_view_example_without_cle_gets_no_card(server:
     finally:
         fhir.close()
     row = _rejected(server, body["hookInstance"])
-    assert row["kind"] == "evaluate" and "no CLE" in row["detail"]
+    assert row["kind"] == "evaluate" and row["detail"] == "no advice: no_cle"
 
 
 def _spec_orders_for(name: str) -> dict:
