@@ -460,7 +460,7 @@ def _exclusions(ruleset: RuleSet, ev: Evaluation, ctx: dict[str, Any]) -> list[E
         then = fired.rule.spec.then
         if not then.exclude:
             continue
-        reason = fired.rule.spec.because.strip()
+        reason = render_text(fired.rule.spec.because.strip(), ctx)
         facts = _patient_words(fired.matched)
         if facts:
             reason = f"{reason.rstrip('.')}. This patient: {facts}."
@@ -721,15 +721,16 @@ def _gather_step(ruleset: RuleSet, ev: Evaluation, wanted: Candidate,
     asks = list(dict.fromkeys(asks)) or ([] if fixes else sorted(requests))
     if fixes:
         asks = fixes + [a for a in asks if a not in fixes]
-        summary = f"Before {wanted.summary[:1].lower()}{wanted.summary[1:]}: " + " ".join(
+        summary = f"Before the next step ({wanted.summary}): " + " ".join(
             a if a.endswith(".") else a + ";" for a in asks).rstrip(";")
     else:
         summary = "Gather data before deciding: " + "; ".join(asks)
     step = Candidate("gather_data", None, wanted.stage, wanted.priority, rule, None,
                      summary)
+    waits = ("It waits for what this step asks, because: " if fixes else
+             "It is on hold until this is known: ")
     rationale = (f"The next step on the ladder would be: {wanted.summary} "
-                 f"({wanted.rule_id}). It is on hold until this is known: "
-                 + " ".join(e.reason for e in holds))
+                 f"({wanted.rule_id}). " + waits + " ".join(e.reason for e in holds))
     evidence = sorted(set(wanted.rule.spec.evidence if wanted.rule else [])
                       | set(rule.spec.evidence if rule else []))
     return step, rationale, evidence
@@ -785,7 +786,8 @@ def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
     elif best is not None:
         rec = best
         if best.rule is not None:
-            rationale, evidence = best.rule.spec.because.strip(), list(best.rule.spec.evidence)
+            rationale = render_text(best.rule.spec.because.strip(), ctx)
+            evidence = list(best.rule.spec.evidence)
         else:  # an engine step: a course invariant of drugs.yaml
             entry = ruleset.drugs[best.drug] if best.drug else None
             rationale = best.note

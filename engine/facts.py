@@ -75,6 +75,12 @@ def _specs(drug_classes: Iterable[str]) -> dict[str, FactSpec]:
         FactSpec("retinal_baseline_done", "bool",
                  "a retinal exam from the year before the first antimalarial or later"),
         FactSpec("smoker", "bool", "smokes"),
+        FactSpec("antithrombotic", "enum", "thromboprophylaxis or anticoagulation taken now",
+                 V.ANTITHROMBOTIC),
+        FactSpec("vte_risk_factors", "number",
+                 "thrombosis risk factors recorded (past VTE, antiphospholipid antibodies, "
+                 "oestrogen-containing contraception, smoking, immobility, age at or above "
+                 "vte_risk_age_years)", unit="factors"),
         FactSpec("subtype", "enum", "CLE subtype", V.SUBTYPES),
         FactSpec("extent", "enum", "extent of skin disease",
                  ("localized", "widespread", UNKNOWN)),
@@ -284,6 +290,29 @@ def _course_facts(drug: str, view: CourseView | None) -> dict[str, Any]:
     return out
 
 
+def vte_risk_factors(p: Patient, thresholds: dict[str, float]) -> list[str]:
+    """The thrombosis risk factors on record, in words; counted together, because each
+    one a patient has adds to the clotting risk of thalidomide and lenalidomide
+    (palumbo-2008). Unknown is not counted here: the rules ask for it."""
+    rep = p.reproductive
+    present = set(p.conditions)
+    out = []
+    if "venous_thromboembolism" in present:
+        out.append("past venous thromboembolism")
+    if "antiphospholipid_antibodies" in present:
+        out.append("antiphospholipid antibodies")
+    if rep is not None and rep.oestrogen_contraception is True:
+        out.append("oestrogen-containing contraception")
+    if p.smoker is True:
+        out.append("smoking")
+    if "immobility" in present:
+        out.append("immobility")
+    age = thresholds.get("vte_risk_age_years")
+    if age is not None and p.demographics.age >= age:
+        out.append(f"age {p.demographics.age:g}")
+    return out
+
+
 def patient_facts(p: Patient, ruleset: Any,
                   views: dict[str, CourseView] | None = None) -> dict[str, Any]:
     """All facts of one patient, keyed by fact name (see fact_specs). `ruleset` gives
@@ -298,6 +327,8 @@ def patient_facts(p: Patient, ruleset: Any,
         f["weight_kg"] = _num(d.weight_kg)
     f.update(_reproductive(p))
     f["smoker"] = _tri(p.smoker)
+    f["antithrombotic"] = p.antithrombotic
+    f["vte_risk_factors"] = len(vte_risk_factors(p, ruleset.thresholds))
     f["subtype"] = dx.subtype
     f["extent"] = dx.extent
     f["systemic_lupus"] = _tri(dx.systemic_lupus)

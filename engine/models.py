@@ -215,6 +215,10 @@ class Patient(_Strict):
     demographics: Demographics
     reproductive: Reproductive | None = None
     smoker: TriState = "unknown"
+    antithrombotic: Literal[V.ANTITHROMBOTIC] = Field(  # type: ignore[valid-type]
+        default="unknown", description="Thromboprophylaxis or anticoagulation taken now "
+        "(none, aspirin, anticoagulant): thalidomide and lenalidomide with two or more "
+        "thrombosis risk factors need an anticoagulant.")
     diagnosis: Diagnosis
     activity: list[Assessment] = Field(default_factory=list, max_length=500)
     treatments: list[Course] = Field(default_factory=list, max_length=500)

@@ -13,7 +13,7 @@ from typing import Any
 
 from .courses import antimalarial_days
 from .evaluate import Evaluation
-from .facts import ANTIMALARIALS
+from .facts import ANTIMALARIALS, vte_risk_factors
 from .ruleset import RuleSet
 
 
@@ -123,11 +123,22 @@ def _crcl_value(out: dict[str, Any], ruleset: RuleSet, ev: Evaluation) -> None:
             f"{p.labs.creatinine.value:g} umol/L on {p.labs.creatinine.date})")
 
 
+def _vte_values(out: dict[str, Any], ruleset: RuleSet, ev: Evaluation) -> None:
+    factors = vte_risk_factors(ev.patient, ruleset.thresholds)
+    out["vte_factors"] = ", ".join(factors) or "none recorded"
+    changeable = [f for f in factors if f in MODIFIABLE_VTE]
+    out["vte_modifiable"] = ", ".join(changeable) or "nothing on record"
+
+
+MODIFIABLE_VTE = ("oestrogen-containing contraception", "smoking", "immobility")
+
+
 _MAKERS = {
     **dict.fromkeys(("stop_date", "conception_from", "recorded_dose", "trial_until",
                      "current_among", "conception_after"), _course_values),
     **dict.fromkeys(("retinal_due", "retinal_annual_from", "retinal_when"), _retinal_values),
     "in_trial_until": _trial_value, "crcl_formula": _crcl_value,
+    **dict.fromkeys(("vte_factors", "vte_modifiable"), _vte_values),
 }
 
 

@@ -10,8 +10,9 @@ DRUGS = (
 CONDITIONS = (
     "peripheral_neuropathy", "venous_thromboembolism", "retinopathy", "g6pd_deficiency",
     "liver_disease", "renal_impairment", "alcohol_misuse", "psoriasis", "porphyria",
-    "cytopenia", "antiphospholipid_antibodies", "anti_ro",
+    "cytopenia", "antiphospholipid_antibodies", "anti_ro", "immobility",
 )
+ANTITHROMBOTIC = ("none", "aspirin", "anticoagulant", "unknown")
 SYMPTOMS = (
     "gastrointestinal", "paresthesia", "numbness", "visual_change", "leg_swelling",
     "chest_pain", "dyspnoea", "rash", "fever", "infection", "mood_change", "insomnia",
@@ -19,7 +20,7 @@ SYMPTOMS = (
 MONITORING = (
     "clasi_review", "relapse_watch", "cbc", "liver_function", "renal_function",
     "pregnancy_test", "nerve_conduction", "neuropathy_symptoms", "retinal_exam",
-    "vte_signs", "methaemoglobin", "lipids",
+    "vte_signs", "methaemoglobin", "lipids", "sle_screen",
 )
 ACTIONS = ("start", "add", "switch", "continue", "increase", "reduce", "stop",
            "reintroduce", "gather_data", "refer")

@@ -189,12 +189,12 @@ def test_methotrexate_screening() -> None:
 
 
 def test_thalidomide_screening_and_pregnancy_tests() -> None:
-    """Two methods for 4 weeks or more, and two negative tests 10-14 days apart with the
-    second within a day (REMS): thalidomide may start."""
+    """Two methods (without oestrogen) for 4 weeks or more, and two negative tests 10-14
+    days apart with the second within a day (REMS): thalidomide may start."""
     r = run(patient(treatments=REFRACTORY_HISTORY, reproductive={
         "childbearing_potential": True, "pregnant": False, "breastfeeding": False,
         "planning_pregnancy": False, "contraception": "two_methods",
-        "contraception_since": "2026-09-01",
+        "contraception_since": "2026-09-01", "oestrogen_contraception": False,
         "negative_pregnancy_tests": ["2026-11-07", "2026-11-19"]}))
     assert r["recommendation"]["drug"] == "thalidomide"
     assert {"nerve_conduction", "neuropathy_symptoms", "pregnancy_test", "vte_signs"} <= \

@@ -435,10 +435,9 @@ def test_no_myelosuppressive_start_with_cytopenia(record) -> None:
 # Each myelosuppressive drug's hold limits (neutrophils, platelets), read from the rules.
 HOLD_LIMITS = {
     "lenalidomide": ("lenalidomide_hold_neutrophils", "lenalidomide_hold_platelets"),
-    "methotrexate": ("methotrexate_start_min_neutrophils", "methotrexate_start_min_platelets"),
-    "mycophenolate": ("mycophenolate_start_min_neutrophils",
-                      "mycophenolate_start_min_platelets"),
-    "dapsone": ("dapsone_hold_neutrophils", "dapsone_hold_platelets"),
+    "methotrexate": ("dmard_hold_neutrophils", "dmard_hold_platelets"),
+    "mycophenolate": ("dmard_hold_neutrophils", "dmard_hold_platelets"),
+    "dapsone": ("dmard_hold_neutrophils", "dmard_hold_platelets"),
 }
 COURSE = {"lenalidomide": {"dose_mg_per_day": 5}, "methotrexate": {"dose_mg_per_week": 15},
           "mycophenolate": {"dose_mg_per_day": 2000}, "dapsone": {"dose_mg_per_day": 100}}

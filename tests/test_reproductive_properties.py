@@ -336,7 +336,8 @@ def test_requirements_property_catches_dropped_contraception_since_rules(tmp_pat
     mutated = load_ruleset(folder)
     rep = {"childbearing_potential": True, "pregnant": False, "breastfeeding": False,
            "contraception": "two_methods", "contraception_since": day(6),
-           "planning_pregnancy": False, "negative_pregnancy_tests": [day(0), day(12)]}
+           "planning_pregnancy": False, "negative_pregnancy_tests": [day(0), day(12)],
+           "oestrogen_contraception": False}
     record = _record("female", 30, rep)
     assert unmet(mutated, "thalidomide", record) == ["contraception since"]
     assert violations_requirements(mutated, "thalidomide", record, run(record, mutated))
