@@ -12,9 +12,10 @@ from pathlib import Path
 # Absolute imports, here only: pytest imports a checkout's root __init__.py as a plain
 # module named after the folder (a clone in "repo-1" has no parent package), and these
 # then still find the installed package.
-from cledecide.engine.errors import CledecideError, EvaluationError, InputError, ManyPatients, RuleError
+from cledecide.engine.errors import (CledecideError, EvaluationError, InputError,
+                                     ManyPatients, RuleError)
 from cledecide.engine.explain import DISCLAIMER, Explanation
-from cledecide.engine.load import load_file, load_input
+from cledecide.engine.load import load_input
 from cledecide.engine.models import Patient, Result
 from cledecide.engine.pipeline import evaluate_patient
 from cledecide.engine.render import to_json, to_text

@@ -89,7 +89,7 @@ class TemplateError(ValueError):
         self.path = path
 
 
-class Generated(dict):  # type: ignore[type-arg]
+class Generated(dict[str, Any]):
     """A rule made from the catalogue, as rule-file data that remembers the template
     it came from (its path in the template file; None: made by the code below)."""
 
@@ -255,14 +255,13 @@ class Filler:
         forms = self.file.phrases[name]
         where = ("phrases", name)
         if isinstance(forms, EachDrug):
-            made = [self.text(forms.for_each_drug, scope.one(d), where) for d in scope.drugs]
-            return forms.joined_by.join(m for m in made if m is not None)
+            each = [self.text(forms.for_each_drug, scope.one(d), where) for d in scope.drugs]
+            return forms.joined_by.join(m for m in each if m is not None)
         for i, form in enumerate(forms):
-            if isinstance(form, Choice):
-                if not self.test(form.if_, scope, where + (i, "if")):
-                    continue
-                form = form.text
-            made = self.text(form, scope, where + (i,))
+            if isinstance(form, Choice) and not self.test(form.if_, scope, where + (i, "if")):
+                continue
+            made = self.text(form.text if isinstance(form, Choice) else form, scope,
+                             where + (i,))
             if made is not None:
                 return made
         return None
@@ -503,8 +502,9 @@ class _Walk:
                                           f"of {TEMPLATE_FILE})", path))
         elif attr is not None and attr not in ATTRS and not (
                 name == "contraception" and attr in Level.model_fields):
-            self.out.append(TemplateError(f"{{{{{name}.{attr}}}}}{used}: unknown ({', '.join(ATTRS)}, "
-                                          "or a column of the table contraception)", path))
+            self.out.append(TemplateError(f"{{{{{name}.{attr}}}}}{used}: unknown "
+                                          f"({', '.join(ATTRS)}, or a column of the table "
+                                          "contraception)", path))
 
     def phrase(self, name: str, names: tuple[frozenset[str], frozenset[str]],
                path: tuple[Any, ...], phrases: tuple[str, ...]) -> None:
@@ -515,8 +515,7 @@ class _Walk:
         for form in forms:
             if isinstance(form, Choice):
                 _check_test(form.if_, names[1], self.every, path, self.out)
-                form = form.text
-            self.node(form, names, path, phrases)
+            self.node(form.text if isinstance(form, Choice) else form, names, path, phrases)
 
 
 def static_derived(file: TemplateFile) -> set[str]:
@@ -563,8 +562,9 @@ def _dose_rules(cat: Catalogue) -> list[dict[str, Any]]:
                 f"catalogue.max-dose.{d}", f"{label} above the catalogue maximum", 100,
                 f"{d}_dose_above_max",
                 {"warn": {"severity": "critical",
-                          "message": f"{_cap(label)} {{recorded_dose[{d}]}} is above the maximum of "
-                                     f"{dosing.max_mg:g} {unit}: check the dose, its unit "
+                          "message": f"{_cap(label)} {{recorded_dose[{d}]}} is above the "
+                                     f"maximum of {dosing.max_mg:g} {unit}: check the dose, "
+                                     "its unit "
                                      "and the prescription."}},
                 f"{label}: at most {dosing.max_mg:g} {unit} (drugs.yaml dosing.max_mg).",
                 dosing.evidence))

@@ -25,15 +25,15 @@ import logging
 
 from durable import engine as durable_engine
 
-# durable_rules logs exceptions with the message they were handling: that can be a
-# patient fact. Nothing of a patient goes to logs, so its logger stays silent; errors
-# still reach the caller as EvaluationError (without the fact).
-logging.getLogger("durable").disabled = True
-
 from . import conditions as C
 from .errors import EvaluationError, RuleError
 from .facts import UNKNOWN
 from .ruleset import STARTING_ACTIONS, Rule, RuleSet, considered_fact, start_considered_fact
+
+# durable_rules logs exceptions with the message they were handling: that can be a
+# patient fact. Nothing of a patient goes to logs, so its logger stays silent; errors
+# still reach the caller as EvaluationError (without the fact).
+logging.getLogger("durable").disabled = True
 
 PATIENT, DERIVED = "p", "d"
 
@@ -66,7 +66,7 @@ try:
 except ImportError:  # pragma: no cover - orjson is a dependency; json still works
     pass
 else:
-    durable_engine.json = _OrJson  # type: ignore[attr-defined]
+    durable_engine.json = _OrJson
 
 _host = _QuietHost()
 _compiled: dict[str, "CompiledRules"] = {}

@@ -172,9 +172,9 @@ def parse_leaf(text: str, vocab: Vocabulary, depth: int = 0) -> Node:
         raise ConditionError(f"no value given (in '{text}')")
     if op in ("==", "!=") and len(words) != 1:
         raise ConditionError(f"use 'in [..]' for several values (in '{text}')")
-    leaf = Leaf(name, "eq", words[0], text) if len(words) == 1 else \
+    test = Leaf(name, "eq", words[0], text) if len(words) == 1 else \
         Leaf(name, "in", tuple(sorted(words)), text)
-    return Not(leaf) if op in ("!=", "not in") else leaf
+    return Not(test) if op in ("!=", "not in") else test
 
 
 def parse(spec: Any, vocab: Vocabulary, path: str = "when", depth: int = 0) -> Node:

@@ -114,7 +114,7 @@ class _Builder:
         return self.construct_scalar(node, path)
 
     def construct_scalar(self, node: yaml.Node, path: Path_) -> Any:
-        plain = node.style in (None, "")  # libyaml says '' for a plain scalar
+        plain = getattr(node, "style", None) in (None, "")  # libyaml: '' for plain
         implicit = self.loader.resolve(yaml.ScalarNode, node.value, (plain, not plain))
         if node.tag != implicit:
             raise self.fail(node, path, f"unsupported YAML: tag {node.tag}")
@@ -213,9 +213,9 @@ class _LazyLines(Mapping):
 
     def __init__(self, text: str, file: str, error: type[CledecideError], digest: str):
         self._args: tuple[Any, ...] | None = (text, file, error, digest)
-        self._lines: dict[Path_, int] = {}
+        self._lines: Mapping[Path_, int] = {}
 
-    def _load(self) -> dict[Path_, int]:
+    def _load(self) -> Mapping[Path_, int]:
         if self._args is not None:
             args, self._args = self._args, None
             try:

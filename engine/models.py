@@ -83,7 +83,7 @@ class _Out(BaseModel):
         names = cls.__dict__.get("_build_names")
         if names is None:
             names = tuple(cls.model_fields)
-            setattr(cls, "_build_names", names)
+            cls._build_names = names  # type: ignore[attr-defined]
         if tuple(values) == names:  # every field, in order (the usual call)
             data = values
         else:

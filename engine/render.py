@@ -80,7 +80,8 @@ def to_text(ex: Explanation) -> str:
         out += _wrap(f"({others} other rules fired; --format json lists every rule in "
                      f"'trace'.)")
     out += _section("Not recommended", "(no other drug of the current or next stage)",
-                    [f"{w.drug.replace('_', ' ')} ({w.status.replace('_', ' ')}): {w.reason}" for w in ex.why_not])
+                    [f"{w.drug.replace('_', ' ')} ({w.status.replace('_', ' ')}): {w.reason}"
+                     for w in ex.why_not])
     out += _section("Alternatives", "(none)",
                     [f"{text} [{a.rule}]" for text, a in zip(ex.alternatives, r.alternatives)])
     out += _section("Monitoring", "(nothing beyond routine review)",
@@ -95,7 +96,8 @@ def to_text(ex: Explanation) -> str:
         out += _wrap(f"[{key}] {citation}", "    ", "  ")
     out.append("")
     engine = f"; engine sha256 {r.engine.sha256[:16]}" if r.engine else ""
-    out += _wrap(f"Rule set {r.ruleset.name} {r.ruleset.version} ({status_label(ex.ruleset_status)}), "
+    out += _wrap(f"Rule set {r.ruleset.name} {r.ruleset.version} "
+                 f"({status_label(ex.ruleset_status)}), "
                  f"sha256 {r.ruleset.sha256[:16]}{engine}; input sha256 "
                  f"{r.input_sha256[:16]}",
                  "", "")

@@ -143,7 +143,10 @@ def _rebuild(entry: dict[str, Any]) -> RuleSet:
         thresholds=dict(vocab.thresholds), files_sha256=entry["files_sha256"])
 
 
-def _construct(model: type[BaseModel], data: dict[str, Any]) -> BaseModel:
+M = typing.TypeVar("M", bound=BaseModel)
+
+
+def _construct(model: type[M], data: dict[str, Any]) -> M:
     """A model from its own model_dump(mode='json'), unvalidated like model_construct
     (every field is in the dump), nested models and dates rebuilt by the field types."""
     plan = _plan(model)
@@ -168,7 +171,7 @@ def _converter(tp: Any) -> Convert | None:
     if origin is typing.Annotated:
         return _converter(typing.get_args(tp)[0])
     if origin in (typing.Union, types.UnionType):
-        options = []
+        options: list[tuple[Any, Convert]] = []
         for arg in typing.get_args(tp):
             convert = _converter(arg)
             if convert is not None:
@@ -187,8 +190,8 @@ def _converter(tp: Any) -> Convert | None:
             return value
         return union
     if origin is list:
-        item = _converter(typing.get_args(tp)[0])
-        return None if item is None else (lambda value: [item(v) for v in value])
+        one = _converter(typing.get_args(tp)[0])
+        return None if one is None else (lambda value: [one(v) for v in value])
     if origin is dict:
         item = _converter(typing.get_args(tp)[1])
         return None if item is None else (lambda value: {k: item(v) for k, v in value.items()})

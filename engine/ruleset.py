@@ -21,7 +21,7 @@ from . import conditions as C
 from . import vocabulary as V
 from .errors import RuleError
 from .facts import FactSpec, fact_specs
-from .load import Document, format_path, load_file, parse, read_bytes
+from .load import Document, format_path, parse, read_bytes
 from .models import Action, Drug, MonitoringWord, Severity, Stage
 from .signoff import ReviewRecord
 from .validate import best_error, model_from_document
@@ -555,8 +555,8 @@ def _catalogue_made(drugs: dict[str, DrugEntry], provenance: Provenance, doc: Do
         return threshold_days(provenance.thresholds[name])
 
     try:
-        made = catalogue.generated_rules(drugs, provenance.thresholds, days, templates,
-                                         PROFILE_FIELDS)
+        made: list[dict[str, Any]] = list(catalogue.generated_rules(
+            drugs, provenance.thresholds, days, templates, PROFILE_FIELDS))
     except catalogue.TemplateError as exc:
         findings.append(Finding("error", "template", str(exc), tdoc.file,
                                 tdoc.line_of(exc.path), format_path(exc.path)))
@@ -610,7 +610,8 @@ def _catalogue_rules(made: list[dict[str, Any]], drugs: dict[str, DrugEntry],
                 path = template + loc
                 where = (tdoc.file, tdoc.line_of(path), format_path(path))
             findings.append(Finding("error", "catalogue", f"generated rule {data.get('id')}: "
-                                    f"{message}", *where, (str(data.get("id")),)))
+                                    f"{message}", where[0], where[1], where[2],
+                                    (str(data.get("id")),)))
             continue
         if spec.id in seen:
             findings.append(Finding("error", "duplicate-id", f"rule id '{spec.id}' is "
@@ -702,7 +703,7 @@ def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
             findings.append(Finding("error", "format", exc.message, exc.file, exc.line,
                                     exc.field))
     for name, entry in sorted(drugs.items()):
-        where = ("drugs", name)
+        where: tuple[Any, ...] = ("drugs", name)
         _check_evidence(entry.evidence, evidence, drug_doc, where + ("evidence",), findings)
         if entry.dose_limit:
             _check_evidence(entry.dose_limit.evidence, evidence, drug_doc,

@@ -63,8 +63,8 @@ def is_approved(status: str) -> bool:
 def content_sha256(kind: str, name: str, model: BaseModel, stage: str | None = None) -> str:
     """The hash a review record is tied to. `stage`: a rule's effective stage (a rule
     that moves to another stage's file says something else)."""
-    data: dict[str, Any] = model.model_dump(mode="json",
-                                            exclude=set(NOT_CONTENT & set(type(model).model_fields)))
+    data: dict[str, Any] = model.model_dump(
+        mode="json", exclude=set(NOT_CONTENT & set(type(model).model_fields)))
     if stage is not None:
         data["stage"] = stage
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -144,9 +144,9 @@ _MAKERS = {
 
 def context(ruleset: RuleSet, ev: Evaluation) -> dict[str, Any]:
     """Values rule texts may name: {stop_date[drug]}, {conception_from[drug]},
-    {recorded_dose[drug]}, {trial_until[drug]}, {retinal_due}, {retinal_when}, {retinal_annual_from},
-    {in_trial_until}, {crcl_formula}, {current_among[a+b]}, {conception_after[a+b]};
-    computed when first named."""
+    {recorded_dose[drug]}, {trial_until[drug]}, {retinal_due}, {retinal_when},
+    {retinal_annual_from}, {in_trial_until}, {crcl_formula}, {current_among[a+b]},
+    {conception_after[a+b]}; computed when first named."""
     return _Context(ruleset, ev)
 
 

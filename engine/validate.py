@@ -28,7 +28,7 @@ def _literal_choices(error: dict[str, Any]) -> str:
     return expected.replace("'", "")
 
 
-def friendly_message(error: dict[str, Any]) -> str:
+def friendly_message(error: Any) -> str:
     """Pydantic's error, reworded for a clinician or a rule reviewer."""
     kind = error["type"]
     value = error.get("input")
@@ -83,7 +83,7 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def _rank(error: dict[str, Any]) -> tuple[int, int]:
+def _rank(error: Any) -> tuple[int, int]:
     # Most specific first: deeper paths, and real problems before union noise.
     return (-len(_clean_loc(error["loc"])), 1 if error["type"] == "literal_error" else 0)
 

@@ -241,7 +241,7 @@ def check(spec: CodeMapFile, doc: Document) -> list[tuple[str, tuple[Any, ...]]]
     """Every problem of a parsed map, as (message, field path)."""
     problems: list[tuple[str, tuple[Any, ...]]] = []
     seen: dict[str, tuple[Any, ...]] = {}
-    for where, entry, meaning in _entries(spec):
+    for where, entry, _meaning in _entries(spec):
         name = entry.code.split("#", 1)[0]
         if name not in spec.systems:
             problems.append((f"unknown system '{name}' (not under systems)", where + ("code",)))

@@ -184,14 +184,29 @@ def _refute(ruleset: RuleSet, predicate, budget: int) -> Sample | None:
 
 
 def search_findings(ruleset: RuleSet, found: list[Sample],
-                    hypothesis_budget: int = 300) -> list[Finding]:
-    """Conflicts, masked and redundant rules, and gaps, each with an example patient."""
-    out: list[Finding] = []
+                    hypothesis_budget: int = 300, deep: bool = True) -> list[Finding]:
+    """Conflicts and gaps, each with an example patient; deep: also the rules never
+    reached, masked or redundant (claims about every patient, which hypothesis tries
+    to refute before they are made)."""
+    out = _conflicts(ruleset, found)
+    if deep:
+        fired_in = _fired_in(found)  # the searched patients (hypothesis's are added)
+        out += _unreached_and_masked(ruleset, found, fired_in, hypothesis_budget)
+        out += _redundant(ruleset, found, fired_in)
+    return out + _gaps(ruleset, found)
+
+
+def _fired_in(found: list[Sample]) -> dict[str, list[int]]:
+    """Rule id -> the searched patients it fired for."""
     fired_in: dict[str, list[int]] = {}
     for i, s in enumerate(found):
         for f in s.evaluation.fired:
             fired_in.setdefault(f.rule.id, []).append(i)
+    return fired_in
 
+
+def _conflicts(ruleset: RuleSet, found: list[Sample]) -> list[Finding]:
+    out: list[Finding] = []
     conflicts: dict[tuple[str, str], int] = {}
     for i, s in enumerate(found):
         recs = s.recommenders()
@@ -203,7 +218,13 @@ def search_findings(ruleset: RuleSet, found: list[Sample],
         out.append(_finding("conflict", f"'{a}' and '{b}' have the same priority "
                             f"({rules[0].spec.priority}) and recommend different steps for "
                             f"a patient both match", rules, found[i]))
+    return out
 
+
+def _unreached_and_masked(ruleset: RuleSet, found: list[Sample],
+                          fired_in: dict[str, list[int]],
+                          hypothesis_budget: int) -> list[Finding]:
+    out: list[Finding] = []
     for rule in ruleset.rules:
         if not rule.spec.then.recommend or _is_catch_all(rule) or \
                 rule.id in ruleset.provenance.gap_fallbacks:
@@ -239,7 +260,12 @@ def search_findings(ruleset: RuleSet, found: list[Sample],
             out.append(_finding("masked", f"'{rule.id}' can never win: '{by.id}' (priority "
                                 f"{by.spec.priority}) matched every time it did "
                                 f"({len(hits)} patients)", [rule, by], found[hits[0]]))
+    return out
 
+
+def _redundant(ruleset: RuleSet, found: list[Sample],
+                fired_in: dict[str, list[int]]) -> list[Finding]:
+    out: list[Finding] = []
     effects: dict[str, list[Rule]] = {}
     for rule in ruleset.rules:
         key = rule.spec.then.model_dump_json(exclude_none=True)
@@ -252,7 +278,11 @@ def search_findings(ruleset: RuleSet, found: list[Sample],
                 out.append(_finding("redundant", f"'{a.id}' does what '{b.id}' does, and "
                                     f"only for patients '{b.id}' also matches",
                                     [a, b], found[min(ha)]))
+    return out
 
+
+def _gaps(ruleset: RuleSet, found: list[Sample]) -> list[Finding]:
+    out: list[Finding] = []
     gap_rule = ruleset.provenance.gap_check
     vocab = C.Vocabulary(ruleset.facts, ruleset.derived, ruleset.thresholds)
     must = C.parse(gap_rule, vocab) if gap_rule else C.TRUE
@@ -347,7 +377,8 @@ def _hypothesis_home() -> None:
 DURABLE_MATCH_LIMIT = 64  # durable_rules fails (error 303) past this many at once
 
 
-def patient_matches(ruleset: RuleSet, found: list[Sample], limit: int = 400) -> tuple[int, Sample | None]:
+def patient_matches(ruleset: RuleSet, found: list[Sample],
+                    limit: int = 400) -> tuple[int, Sample | None]:
     """The most durable_rules rules whose tests on the patient fact were all true at once
     for one searched patient (durable_rules stops with error 303 past 64)."""
     compiled = compile_rules(ruleset)

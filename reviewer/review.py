@@ -21,6 +21,7 @@ class CheckReport:
     ruleset: RuleSet | None
     most_matches: int | None = None  # rules matching one patient fact at once (max seen)
     signoff: str | None = None  # the status and the review states, in one line
+    searched: str | None = None  # what the search of the patient space looked for
 
     @property
     def errors(self) -> list[Finding]:
@@ -35,10 +36,26 @@ def _folder(folder: Path | str | None) -> Path:
     return Path(folder) if folder else default_rules_dir()
 
 
-def check(folder: Path | str | None = None, samples: int = 1500,
-          today: dt.date | None = None, hypothesis: int = 200) -> CheckReport:
+# The default check is quick (a few seconds on the shipped rules): errors, the static
+# analysis, sign-off and review dates, and a search of SAMPLES patients for conflicts,
+# gaps and durable_rules' limits. The deep search (`rules check --deep`) looks at more
+# patients, asks hypothesis for patients that refute each rule it did not see fire or
+# win, and reports the rules it then finds unreached, masked or redundant.
+SAMPLES, DEEP_SAMPLES, DEEP_HYPOTHESIS = 300, 1500, 200
+
+
+def check(folder: Path | str | None = None, samples: int | None = None,
+          today: dt.date | None = None, hypothesis: int | None = None,
+          deep: bool = False) -> CheckReport:
     """Every finding of a rule set: format and semantic errors, then warnings from the
-    static analysis, the review dates and a search of the patient space."""
+    static analysis, the review dates and a search of the patient space (deep: with
+    hypothesis, and the rules never reached, masked or redundant). Hypothesis examples
+    asked for (hypothesis > 0) mean the deep search."""
+    deep = deep or bool(hypothesis)
+    if samples is None:
+        samples = DEEP_SAMPLES if deep else SAMPLES
+    if hypothesis is None:
+        hypothesis = DEEP_HYPOTHESIS if deep else 0
     path = _folder(folder)
     ruleset, findings = check_folder(path)
     from ..fhir_r4.codemap import check_file
@@ -61,12 +78,19 @@ def check(folder: Path | str | None = None, samples: int = 1500,
                     f"patients cannot be evaluated: {f.message} (first: patient "
                     f"{f.record['id']}, {len(f.record['treatments'])} courses)",
                     str(path)))
-            findings += analysis.search_findings(ruleset, found, hypothesis)
+            findings += analysis.search_findings(ruleset, found, hypothesis, deep)
             most, limit = analysis.match_limit_findings(ruleset, found)
             findings += limit
     findings = sorted(findings, key=lambda f: (f.severity != "error", f.code != "format",
                                                f.file or "", f.line or 0, f.code))
-    return CheckReport(str(path), findings, ruleset, most, signoff)
+    searched = None
+    if ruleset is not None and samples:
+        searched = (f"deep search: {samples} patients and {hypothesis} hypothesis examples "
+                    "per finding (conflicts, gaps, rules never reached, masked or "
+                    "redundant)" if deep else
+                    f"quick search: {samples} patients (conflicts, gaps); `rules check "
+                    "--deep` also looks for rules never reached, masked or redundant")
+    return CheckReport(str(path), findings, ruleset, most, signoff, searched)
 
 
 def format_findings(report: CheckReport) -> str:
@@ -80,6 +104,8 @@ def format_findings(report: CheckReport) -> str:
                      f"about 64 distinct ones)")
     if report.signoff:
         lines.append(report.signoff)
+    if report.searched:
+        lines.append(report.searched)
     lines.append(f"{len(report.errors)} errors, {len(report.warnings)} warnings in "
                  f"{report.folder}")
     return "\n".join(lines) + "\n"

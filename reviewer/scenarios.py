@@ -184,7 +184,8 @@ def compare(result: dict[str, Any], expect: dict[str, Any]) -> list[str]:
     offered = {rec["drug"]} | {a["drug"] for a in result["alternatives"]}
     wrong = [d for d in expect.get("never", []) if d in offered]
     if wrong:
-        bad.append(f"never: - expected not offered {wrong}  + got offered {sorted(x for x in offered if x)}")
+        bad.append(f"never: - expected not offered {wrong}  + got offered "
+                   f"{sorted(x for x in offered if x)}")
     return bad
 
 

@@ -24,7 +24,7 @@ from ..engine.load import load_file
 from ..engine.rulecache import load_ruleset
 from ..engine.ruleset import (RULE_FILE_LIMIT, SPECIAL_FILES, Rule, RuleSet, RuleSpec,
                               default_rules_dir)
-from ..engine.signoff import (KINDS, STATES, Unit, content_sha256, counts, is_approved,
+from ..engine.signoff import (KINDS, STATES, Unit, counts, is_approved,
                               status_label, units)
 from .exercise import Run, run_all
 from .ladder import ladder_svg
@@ -175,8 +175,9 @@ def _drug_of_generated(rule: Rule, ruleset: RuleSet) -> list[str]:
 
 def _mentions(rule: Rule, drug: str) -> bool:
     then = rule.spec.then
-    if drug in (then.exclude or []) or (then.recommend and (then.recommend.drug == drug or
-                                                              drug in (then.recommend.among or []))):
+    rec = then.recommend
+    if drug in (then.exclude or []) or (rec and (rec.drug == drug or
+                                                 drug in (rec.among or []))):
         return True
     if any(m.drug == drug for m in then.monitor or []) or (then.dose and then.dose.drug == drug):
         return True

@@ -94,16 +94,29 @@ def monitoring(result: dict[str, Any]) -> set[str]:
     return {m["what"] for m in result["monitoring"]}
 
 
-# Hypothesis: a fast deterministic profile for CI (the default) and a thorough one.
+# Hypothesis profiles: `quick` (the default: make test, deterministic), `deep` (make
+# test-deep and CI: five times the examples, deterministic) and `thorough` (by hand,
+# random: HYPOTHESIS_PROFILE=thorough). `ci` is the old name of `quick`.
 import os  # noqa: E402
 
 from hypothesis import HealthCheck, settings  # noqa: E402
 
-settings.register_profile("ci", max_examples=40, derandomize=True, deadline=None,
+for _name in ("quick", "ci"):
+    settings.register_profile(_name, max_examples=40, derandomize=True, deadline=None,
+                              suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("deep", max_examples=200, derandomize=True, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", max_examples=1000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "quick")
+settings.load_profile(PROFILE)
+
+
+def examples(n: int) -> int:
+    """A test's own number of examples (@settings(max_examples=examples(N))), scaled
+    like the profiles: N in `deep` (CI), five times N in `thorough`, and a third of N
+    (at least 8) in the quick loop."""
+    return {"deep": n, "thorough": 5 * n}.get(PROFILE, max(8, n // 3))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001
@@ -114,4 +127,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
         reason = skipped[0].longrepr[2] if isinstance(skipped[0].longrepr, tuple) else ""
         terminalreporter.write_line(
             f"NOTE: {len(skipped)} browser tests of the rulebook were SKIPPED: "
-            f"{str(reason).removeprefix('Skipped: ').removeprefix('browser tests skipped: ')}", yellow=True, bold=True)
+            f"{str(reason).removeprefix('Skipped: ').removeprefix('browser tests skipped: ')}",
+            yellow=True, bold=True)

@@ -34,7 +34,8 @@ NOISE_CONDITIONS = [("444814009", "Viral sinusitis (disorder)"),
                     ("10509002", "Acute bronchitis (disorder)"),
                     ("195662009", "Acute viral pharyngitis (disorder)"),
                     ("40055000", "Chronic sinusitis (disorder)")]
-VITALS = [("8302-2", "Body height", "cm", 150, 190), ("39156-5", "Body mass index", "kg/m2", 18, 35),
+VITALS = [("8302-2", "Body height", "cm", 150, 190),
+          ("39156-5", "Body mass index", "kg/m2", 18, 35),
           ("8867-4", "Heart rate", "/min", 55, 100), ("9279-1", "Respiratory rate", "/min", 12, 20)]
 PANEL = [("6690-2", "Leukocytes [#/volume] in Blood by Automated count", "10*3/uL", 4, 11),
          ("718-7", "Hemoglobin [Mass/volume] in Blood", "g/dL", 11, 17),

@@ -16,7 +16,8 @@ from cledecide.engine.load import MAX_FILE_BYTES
 from conftest import BASE, EXAMPLES, RULES
 
 runner = CliRunner()
-LINE = re.compile(r"^error: (?P<file>[^:]+)(?::(?P<line>\d+))?: (?:(?P<field>[\w.\[\]]+): )?(?P<msg>.+)$")
+LINE = re.compile(r"^error: (?P<file>[^:]+)(?::(?P<line>\d+))?: "
+                  r"(?:(?P<field>[\w.\[\]]+): )?(?P<msg>.+)$")
 
 GOOD = yaml.safe_dump(BASE, sort_keys=False)
 ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
@@ -32,9 +33,11 @@ PATIENT_CASES = {
     "a number": (b"42\n", None, "must be a mapping"),
     "duplicate keys": (GOOD.replace("smoker: false", "smoker: false\nsmoker: true").encode(),
                        "smoker", "duplicate key"),
-    "python tag": (GOOD.replace("id: test-patient", "id: !!python/object/apply:os.getcwd []").encode(),
+    "python tag": (GOOD.replace("id: test-patient",
+                                "id: !!python/object/apply:os.getcwd []").encode(),
                    "id", "unsupported YAML"),
-    "python tag on mapping": (GOOD.replace("smoker: false", "smoker: !!python/object:os.Foo {a: 1}").encode(),
+    "python tag on mapping": (GOOD.replace("smoker: false",
+                                           "smoker: !!python/object:os.Foo {a: 1}").encode(),
                               "smoker", "unsupported YAML"),
     "alias bomb": (ALIAS_BOMB.encode(), None, "too large"),
     "wrong type": (GOOD.replace("age: 50", "age: fifty").encode(), "demographics.age",
@@ -125,7 +128,8 @@ def test_oversized_rule_file(tmp_path) -> None:
     folder = tmp_path / "rules"
     shutil.copytree(RULES, folder)
     (folder / "huge.yaml").write_bytes(b"# " + b"x" * 1_000_001)
-    r = runner.invoke(app, ["evaluate", str(EXAMPLES / "hcq-inadequate.yaml"), "--rules", str(folder)])
+    r = runner.invoke(app, ["evaluate", str(EXAMPLES / "hcq-inadequate.yaml"),
+                            "--rules", str(folder)])
     assert r.exit_code == 2 and "limit" in one_line_error(r.output)["msg"]
 
 

@@ -122,7 +122,7 @@ def test_rules_diff_over_a_cohort(tmp_path) -> None:
     out = proc.stdout.decode()
     assert proc.returncode == 0, proc.stderr
     assert "cohort: 4 of 5 patients change step" in out
-    line = next(l for l in out.splitlines() if l.strip().startswith("add quinacrine"))
+    line = next(x for x in out.splitlines() if x.strip().startswith("add quinacrine"))
     assert line.split()[-4] == "4"  # the count column
     assert line.count(str(clinic)) == 3  # three examples, not four
 

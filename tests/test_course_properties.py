@@ -117,8 +117,9 @@ def _steps(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 def violations_trial(record: dict[str, Any], result: dict[str, Any]) -> list[str]:
     """No second drug (start, add, switch, reintroduce) while a current drug is in its
-    trial period, unless a safety rule excludes that drug. Mutation caught: `_in_trial` in decide returning [] (the engine hold
-    gone) with the shipped in-trial rules lowered below the ladder."""
+    trial period, unless a safety rule excludes that drug. Mutation caught: `_in_trial` in
+    decide returning [] (the engine hold gone) with the shipped in-trial rules lowered below
+    the ladder."""
     courses = _phases(result)
     excluded = {e["drug"] for e in result["excluded"]}
     # A course a safety rule excludes is not waited for (it should not go on at all).
@@ -239,7 +240,7 @@ def test_every_weight_limited_regimen_is_dispensable_for_every_weight() -> None:
     within the limit, and it is the highest such mean. Mutation caught: rounding the
     limit up (`best_regimen` allowing a mean above the cap)."""
     from cledecide.engine.courses import weight_regimen
-    for drug, entry in DRUGS.items():
+    for entry in DRUGS.values():
         if entry.dose_limit is None:
             continue
         made = daily_amounts(tuple(t.mg for t in entry.dosing.tablets))

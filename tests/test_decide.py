@@ -39,7 +39,8 @@ def test_data_only_exclusion_of_the_best_step_gives_gather_data(ruleset) -> None
 
 
 def test_hard_exclusion_moves_to_the_next_step(ruleset) -> None:
-    d = decision(ruleset, patient(treatments=REFRACTORY_HISTORY, conditions=["peripheral_neuropathy"],
+    d = decision(ruleset, patient(treatments=REFRACTORY_HISTORY,
+                                  conditions=["peripheral_neuropathy"],
                                   **{"labs.neutrophils.value": 0.8}))
     # neuropathy excludes thalidomide, neutropenia excludes lenalidomide
     assert d.recommendation.drug not in ("thalidomide", "lenalidomide")

@@ -23,7 +23,7 @@ from cledecide.engine.ruleset import default_rules_dir
 from cledecide.fhir_r4.export import to_bundle
 from cledecide.reviewer.strategies import days_ago, patients
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, examples
 from test_examples import CLI
 
 FHIR = EXAMPLES / "fhir"
@@ -110,7 +110,8 @@ def fuller_patients(draw) -> dict[str, Any]:
     return record
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(fuller_patients(), st.booleans())
 def test_round_trip_record_bundle_record(record: dict[str, Any], ehr: bool) -> None:
     """Any valid record -> FHIR bundle -> import gives back the same Patient, so the
@@ -398,7 +399,8 @@ JSONISH = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6)
                        | st.dictionaries(st.text(max_size=8), kids, max_size=3), max_leaves=6)
 
 
-@settings(max_examples=int(os.environ.get("CLEDECIDE_FUZZ_EXAMPLES", "100")), deadline=None)
+@settings(max_examples=int(os.environ.get("CLEDECIDE_FUZZ_EXAMPLES", examples(100))),
+          deadline=None)
 @given(st.sampled_from(EHR_PATHS), JSONISH, st.booleans())
 def test_any_damaged_bundle_is_read_or_refused_never_a_crash(path: tuple, value: Any,
                                                              delete: bool) -> None:

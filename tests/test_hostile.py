@@ -20,7 +20,7 @@ import pytest
 import yaml
 from hypothesis import given, settings, strategies as st
 
-from conftest import BASE, RULES
+from conftest import BASE, RULES, examples
 
 CLI = str(Path(sys.executable).with_name("cledecide"))
 GOOD = yaml.safe_dump(BASE, sort_keys=False)
@@ -244,6 +244,7 @@ def test_rules_show_with_a_newline_is_one_line() -> None:
     assert_one_line_error(run("rules", "show", "a\nb"), "a\\nb")
 
 
+@pytest.mark.deep  # rules check's deep search, in a subprocess
 def test_samples_are_bounded_and_no_state_is_left(tmp_path) -> None:
     assert_one_line_error(run("rules", "check", "--samples", "9" * 23), "100000")
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
@@ -285,7 +286,7 @@ def _set(text: str, field: str, scalar: str) -> str:
     return yaml.safe_dump(data, sort_keys=False).replace(marker, scalar)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(field=st.sampled_from(FIELDS), scalar=HOSTILE_SCALARS)
 def test_generated_hostile_scalars(tmp_path_factory, field, scalar) -> None:
     """Any scalar in any field: exit 0 with a result, or exit 2 with one line."""
@@ -306,7 +307,7 @@ RULE_EDITS = st.sampled_from([
 ])
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(edit_=RULE_EDITS, value=HOSTILE_SCALARS)
 def test_generated_hostile_rule_edits(tmp_path_factory, edit_, value) -> None:
     """Any scalar in a threshold, priority, condition or dose: exit 0 or one line, exit 2."""

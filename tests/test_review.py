@@ -37,7 +37,8 @@ def edit(path: Path, old: str, new: str, count: int = 1) -> None:
 def test_shipped_rules_have_no_errors() -> None:
     r = cli("rules", "check", RULES, "--today", "2026-11-25")
     assert r.exit_code == 0, r.output
-    assert " 0 errors" in r.output.splitlines()[-1] or r.output.splitlines()[-1].startswith("0 errors")
+    last = r.output.splitlines()[-1]
+    assert " 0 errors" in last or last.startswith("0 errors")
 
 
 BROKEN = [
@@ -45,7 +46,8 @@ BROKEN = [
      "YAML syntax"),
     ("unknown key", "topical.yaml", "    priority: 20\n", "    priority: 20\n    colour: red\n",
      "unknown field"),
-    ("wrong type", "topical.yaml", "    priority: 20\n", "    priority: high\n", "must be a number"),
+    ("wrong type", "topical.yaml", "    priority: 20\n", "    priority: high\n",
+     "must be a number"),
     ("bad action", "topical.yaml", "{action: start, drug: topical_corticosteroid}",
      "{action: prescribe, drug: topical_corticosteroid}", "must be one of"),
     ("bad stage", "topical.yaml", "stage: topical", "stage: cream", "must be one of"),
@@ -108,10 +110,12 @@ def test_circular_derivation(rules) -> None:
 
 
 def test_contradictory_rule_never_fires(rules) -> None:
-    edit(rules / "topical.yaml", "        - extent == localized\n        - topical_corticosteroid_status == never",
+    edit(rules / "topical.yaml",
+         "        - extent == localized\n        - topical_corticosteroid_status == never",
          "        - extent == localized\n        - extent == widespread")
     r = cli("rules", "check", rules, "--samples", "0")
-    assert r.exit_code == 2 and "never-fires" in r.output and "topical.corticosteroid.localized" in r.output
+    assert r.exit_code == 2 and "never-fires" in r.output
+    assert "topical.corticosteroid.localized" in r.output
 
 
 def test_conflict_and_strict(rules) -> None:
@@ -125,25 +129,37 @@ def test_conflict_and_strict(rules) -> None:
     assert r.exit_code == 1
 
 
+@pytest.mark.deep
 def test_hypothesis_search_reaches_rules_random_sampling_missed() -> None:
     def unreached(hypothesis: str) -> set[str]:
-        r = cli("rules", "check", RULES, "--samples", "30", "--hypothesis", hypothesis,
-                "--today", "2026-11-25")
+        r = cli("rules", "check", RULES, "--deep", "--samples", "30", "--hypothesis",
+                hypothesis, "--today", "2026-11-25")
         return {line.split("'")[1] for line in r.output.splitlines() if "unreached:" in line}
     without = unreached("0")
     with_search = unreached("8")
     assert without and with_search < without
 
 
+def test_the_quick_check_leaves_claims_about_every_patient_to_the_deep_search() -> None:
+    quick = cli("rules", "check", RULES, "--samples", "30", "--today", "2026-11-25")
+    assert quick.exit_code == 0 and "quick search: 30 patients" in quick.output
+    assert "unreached:" not in quick.output and "--deep" in quick.output
+    deep = cli("rules", "check", RULES, "--deep", "--samples", "30", "--hypothesis", "0",
+               "--today", "2026-11-25")
+    assert "unreached:" in deep.output and "deep search: 30 patients" in deep.output
+
+
+@pytest.mark.deep
 def test_masked_rule_is_reported(rules) -> None:
     edit(rules / "topical.yaml", "priority: 18", "priority: 10")
     edit(rules / "topical.yaml", "        - topical_calcineurin_inhibitor_status == never",
          "        - topical_calcineurin_inhibitor_status == never\n"
          "        - topical_corticosteroid_status == never")
-    r = cli("rules", "check", rules, "--samples", "600", "--today", "2026-11-25")
+    r = cli("rules", "check", rules, "--deep", "--samples", "600", "--today", "2026-11-25")
     assert "masked: " in r.output and "topical.calcineurin-inhibitor.localized" in r.output
 
 
+@pytest.mark.deep
 def test_redundant_rule_is_reported(rules) -> None:
     text = (rules / "topical.yaml").read_text()
     extra = text[text.index("  - id: topical.corticosteroid.localized"):
@@ -152,13 +168,15 @@ def test_redundant_rule_is_reported(rules) -> None:
         .replace("        - topical_corticosteroid_status == never",
                  "        - topical_corticosteroid_status == never\n        - subtype == DLE")
     (rules / "topical.yaml").write_text(text + "\n" + extra)
-    r = cli("rules", "check", rules, "--samples", "600", "--today", "2026-11-25")
+    r = cli("rules", "check", rules, "--deep", "--samples", "600", "--today", "2026-11-25")
     assert "redundant: " in r.output and "'topical.copy' does what" in r.output
 
 
 def test_gap_is_reported(rules) -> None:
-    edit(rules / "general.yaml", "when: active_disease\n    then:\n      recommend:\n        action: refer",
-         "when: {all: [active_disease, pregnant]}\n    then:\n      recommend:\n        action: refer")
+    edit(rules / "general.yaml",
+         "when: active_disease\n    then:\n      recommend:\n        action: refer",
+         "when: {all: [active_disease, pregnant]}\n    then:\n      recommend:\n"
+         "        action: refer")
     edit(rules / "ruleset.yaml", "gap_fallbacks: [general.active-unresolved, general.continue]",
          "gap_fallbacks: [general.continue]")
     # and no first antimalarial for a new patient unless pregnant: a sure gap
@@ -172,7 +190,8 @@ def test_gap_is_reported(rules) -> None:
 
 def test_missing_evidence_uncited_and_review_due(rules) -> None:
     edit(rules / "topical.yaml", "    evidence: [kuhn-2017, worm-2021]\n", "", 1)
-    edit(rules / "evidence.yaml", "evidence:\n", "evidence:\n  unused-2020:\n    citation: Nobody cites this.\n")
+    edit(rules / "evidence.yaml", "evidence:\n",
+         "evidence:\n  unused-2020:\n    citation: Nobody cites this.\n")
     r = cli("rules", "check", rules, "--samples", "0", "--today", "2028-01-01")
     assert r.exit_code == 0
     assert "no-evidence" in r.output and "uncited-evidence" in r.output
@@ -202,7 +221,8 @@ def test_failing_scenario_prints_a_diff(tmp_path) -> None:
 
 
 def test_diff_shows_changed_rules_and_outcomes(rules) -> None:
-    edit(rules / "refractory.yaml", "    title: Thalidomide for refractory disease\n    priority: 70",
+    edit(rules / "refractory.yaml",
+         "    title: Thalidomide for refractory disease\n    priority: 70",
          "    title: Thalidomide for refractory disease\n    priority: 60")
     r = cli("rules", "diff", RULES, rules, "--scenarios", SCENARIOS, "--examples", EXAMPLES)
     assert r.exit_code == 0

@@ -135,7 +135,7 @@ def test_a_stale_approval_is_flagged_after_an_edit(site: Path, browser) -> None:
 def test_keyboard_reaches_the_search_and_a_result(site: Path, browser) -> None:
     page = browser.new_page()
     page.goto(url(site / "shipped", "index.html"))
-    for presses in range(1, 20):
+    for presses in range(1, 20):  # noqa: B007 (read after the loop)
         page.keyboard.press("Tab")
         if page.evaluate("document.activeElement.id") == "search":
             break

@@ -137,3 +137,17 @@ def test_engine_imports_never_point_up_the_pipeline() -> None:
                                      if x.startswith("engine."))
            if ENGINE_RANK[t] > ENGINE_RANK[m]]
     assert not bad, bad
+
+
+def test_the_code_passes_ruff() -> None:
+    """The lint of pyproject.toml (make test runs it first): here too, so that a pytest
+    run before landing sees what CI would refuse."""
+    import importlib.util
+    import subprocess
+    import sys
+    if importlib.util.find_spec("ruff") is None:
+        import pytest
+        pytest.skip("ruff is not installed (pip install -e '.[test]')")
+    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(ROOT)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
