@@ -158,149 +158,35 @@ def _single(profiles: dict[str, dict[str, Any]], drug: str) -> Scope:
     return Scope((drug,), profiles, frozenset(profiles[drug]), True)
 
 
-class Filler:
-    """Fills one profile kind's templates from the catalogue."""
+def _attribute(cat: Catalogue, file: TemplateFile, name: str, value: Any, attr: str,
+               path: tuple[Any, ...]) -> Any:
+    """{{name.attr}}: a named duration in words, weeks or days; a slug; a text without
+    its last line break; or a column of the table named like the field."""
+    if attr in DURATION_ATTRS:
+        if value not in cat.thresholds:
+            raise TemplateError(f"{{{{{name}.{attr}}}}}: '{value}' is not a named "
+                                "threshold", path)
+        return cat.span(value) if attr == "span" else \
+            cat.weeks(value) if attr == "weeks" else cat.days(value)
+    if attr == "slug":
+        return str(value).replace("_", "-")
+    if attr == "trimmed":
+        return str(value).rstrip() or None
+    table = file.contraception if name == "contraception" else None
+    if table is not None and value in table and attr in Level.model_fields:
+        return getattr(table[value], attr)
+    raise TemplateError(f"{{{{{name}.{attr}}}}}: unknown (span, weeks, days, slug, "
+                        "trimmed, or a column of the table named like the field)", path)
 
-    def __init__(self, cat: Catalogue, file: TemplateFile, kind: str,
-                 fields: frozenset[str]) -> None:
-        self.cat, self.file, self.kind, self.fields = cat, file, kind, fields
-        self.profiles = {d: _profile(getattr(e.reproductive, kind, None))
-                         for d, e in cat.drugs.items() if e.reproductive
-                         and getattr(e.reproductive, kind, None) is not None}
 
-    # -- what a template is made for
-    def scopes(self, t: Template, path: tuple[Any, ...]) -> list[Scope]:
-        chosen = [d for d in self.profiles if t.where is None
-                  or self.test(t.where, _single(self.profiles, d), path + ("where",))]
-        if t.for_ == "each drug":
-            return [_single(self.profiles, d) for d in chosen]
-        if t.for_ == "drugs together":
-            return [Scope(tuple(chosen), self.profiles, frozenset())] if chosen else []
-        keys = frozenset(value_keys(t))
-        groups: dict[Any, list[str]] = {}  # drugs whose values give one rule id share it
-        for d in chosen:
-            rid = self.fill(t.id, Scope((d,), self.profiles, keys), path + ("id",))
-            groups.setdefault(rid, []).append(d)
-        return [Scope(tuple(g), self.profiles, keys) for g in groups.values()]
+class _Tests:
+    """The tests of a profile (`where`, `if`): fields, comparisons, and, or, not."""
 
-    # -- values
-    def value(self, expr: str, scope: Scope, path: tuple[Any, ...]) -> Any:
-        """One placeholder's value (None: it has none)."""
-        m = EXPRESSION.match(expr)
-        if not m:
-            raise TemplateError(f"'{{{{{expr}}}}}' is not a placeholder (NAME, NAME.WHAT "
-                                "or NAME or DEFAULT)", path)
-        name, attr, default = m.groups()
-        value = self._named(name, scope, path)
-        if attr is not None and value is not None:
-            value = self._attr(name, value, attr, path)
-        return default if value is None and default is not None else value
+    cat: Catalogue
+    file: TemplateFile
+    fields: frozenset[str]
+    kind: str
 
-    def _named(self, name: str, scope: Scope, path: tuple[Any, ...]) -> Any:
-        if name in self.file.phrases:
-            return self.phrase(name, scope, path)
-        drugs = list(scope.drugs)
-        if scope.single and name in ("drug", "label"):
-            return drugs[0] if name == "drug" else self.cat.label(drugs[0])
-        if name in ("drugs", "drugs_plus", "labels") and not scope.single:
-            return drugs if name == "drugs" else \
-                "+".join(drugs) if name == "drugs_plus" else self.cat.labels(drugs)
-        if name == "evidence":
-            return [k for d in drugs for k in self.profiles[d]["evidence"] or []]
-        if name == "all_evidence":
-            return [k for p in self.profiles.values() for k in p["evidence"] or []]
-        if name == "evidence_of_last_drug" and not scope.single and scope.fields:
-            return list(scope.profile["evidence"] or [])
-        if name in scope.fields:
-            return scope.profile[name]
-        known = ("a field of the drug's profile" if scope.single else
-                 "one of the fields of `for`" if scope.fields else "a list of drugs")
-        raise TemplateError(f"{{{{{name}}}}}: unknown here (this template names "
-                            f"{known}; see the top of {TEMPLATE_FILE})", path)
-
-    def _attr(self, name: str, value: Any, attr: str, path: tuple[Any, ...]) -> Any:
-        if attr in DURATION_ATTRS:
-            if value not in self.cat.thresholds:
-                raise TemplateError(f"{{{{{name}.{attr}}}}}: '{value}' is not a named "
-                                    "threshold", path)
-            return self.cat.span(value) if attr == "span" else \
-                self.cat.weeks(value) if attr == "weeks" else self.cat.days(value)
-        if attr == "slug":
-            return str(value).replace("_", "-")
-        if attr == "trimmed":
-            return str(value).rstrip() or None
-        table = self.file.contraception if name == "contraception" else None
-        if table is not None and value in table and attr in Level.model_fields:
-            return getattr(table[value], attr)
-        raise TemplateError(f"{{{{{name}.{attr}}}}}: unknown (span, weeks, days, slug, "
-                            "trimmed, or a column of the table named like the field)", path)
-
-    def text(self, template: str, scope: Scope, path: tuple[Any, ...]) -> str | None:
-        """A text with its placeholders filled, or None when one has no value."""
-        missing = False
-
-        def one(m: re.Match[str]) -> str:
-            nonlocal missing
-            value = self.value(m.group(1), scope, path)
-            if value is None:
-                missing = True
-                return ""
-            return _words(value)
-
-        out = PLACEHOLDER.sub(one, template)
-        return None if missing else out
-
-    def phrase(self, name: str, scope: Scope, path: tuple[Any, ...]) -> str | None:
-        """The first form of a phrase whose placeholders all have values."""
-        forms = self.file.phrases[name]
-        where = ("phrases", name)
-        if isinstance(forms, EachDrug):
-            each = [self.text(forms.for_each_drug, scope.one(d), where) for d in scope.drugs]
-            return forms.joined_by.join(m for m in each if m is not None)
-        for i, form in enumerate(forms):
-            if isinstance(form, Choice) and not self.test(form.if_, scope, where + (i, "if")):
-                continue
-            made = self.text(form.text if isinstance(form, Choice) else form, scope,
-                             where + (i,))
-            if made is not None:
-                return made
-        return None
-
-    # -- structure
-    def fill(self, node: Any, scope: Scope, path: tuple[Any, ...]) -> Any:
-        """A template value filled in; None when it is left out."""
-        if isinstance(node, str):
-            whole = PLACEHOLDER.fullmatch(node)
-            if whole:
-                return self.value(whole.group(1), scope, path)
-            return self.text(node, scope, path)
-        if isinstance(node, dict):
-            out = {k: self.fill(v, scope, path + (k,)) for k, v in node.items()}
-            return {k: v for k, v in out.items() if v is not None}
-        if isinstance(node, list):
-            return self._items(node, scope, path)
-        return node
-
-    def _items(self, items: list[Any], scope: Scope, path: tuple[Any, ...]) -> list[Any]:
-        out: list[Any] = []
-        for i, item in enumerate(items):
-            where = path + (i,)
-            if isinstance(item, dict) and set(item) == {"if", "add"}:
-                if self.test(item["if"], scope, where + ("if",)):
-                    out += self._items(list(item["add"] or []), scope, where + ("add",))
-                continue
-            if isinstance(item, dict) and set(item) == {"for each drug"}:
-                for d in scope.drugs:
-                    out += self._items([item["for each drug"]], scope.one(d), where)
-                continue
-            value = self.fill(item, scope, where)
-            if isinstance(value, list) and isinstance(item, str):
-                out += value            # a list placeholder spliced in
-            elif value is not None:
-                out.append(value)
-        return out
-
-    # -- tests of the profile (`where`, `if`)
     def test(self, text: str, scope: Scope, path: tuple[Any, ...]) -> bool:
         try:
             tree = ast.parse(text.strip(), mode="eval")
@@ -338,8 +224,9 @@ class Filler:
             return self._field(node.id, scope, path)
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
             value = self._field(node.value.id, scope, path)
-            return None if value is None else self._attr(node.value.id, value, node.attr,
-                                                         path)
+            if value is None:
+                return None
+            return _attribute(self.cat, self.file, node.value.id, value, node.attr, path)
         raise TemplateError(f"'{text}': not a test (use fields, ==, !=, <, <=, >, >=, "
                             "and, or, not)", path)
 
@@ -349,7 +236,134 @@ class Filler:
                                 "here", path)
         return scope.profile[name]
 
-    # -- one template
+
+class _Values(_Tests):
+    """The values of placeholders and phrases for one profile kind."""
+
+    def __init__(self, cat: Catalogue, file: TemplateFile, kind: str,
+                 fields: frozenset[str]) -> None:
+        self.cat, self.file, self.kind, self.fields = cat, file, kind, fields
+        self.profiles = {d: _profile(getattr(e.reproductive, kind, None))
+                         for d, e in cat.drugs.items() if e.reproductive
+                         and getattr(e.reproductive, kind, None) is not None}
+
+    def value(self, expr: str, scope: Scope, path: tuple[Any, ...]) -> Any:
+        """One placeholder's value (None: it has none)."""
+        m = EXPRESSION.match(expr)
+        if not m:
+            raise TemplateError(f"'{{{{{expr}}}}}' is not a placeholder (NAME, NAME.WHAT "
+                                "or NAME or DEFAULT)", path)
+        name, attr, default = m.groups()
+        value = self._named(name, scope, path)
+        if attr is not None and value is not None:
+            value = _attribute(self.cat, self.file, name, value, attr, path)
+        return default if value is None and default is not None else value
+
+    def _named(self, name: str, scope: Scope, path: tuple[Any, ...]) -> Any:
+        if name in self.file.phrases:
+            return self.phrase(name, scope, path)
+        drugs = list(scope.drugs)
+        if scope.single and name in ("drug", "label"):
+            return drugs[0] if name == "drug" else self.cat.label(drugs[0])
+        if name in ("drugs", "drugs_plus", "labels") and not scope.single:
+            return drugs if name == "drugs" else \
+                "+".join(drugs) if name == "drugs_plus" else self.cat.labels(drugs)
+        if name == "evidence":
+            return [k for d in drugs for k in self.profiles[d]["evidence"] or []]
+        if name == "all_evidence":
+            return [k for p in self.profiles.values() for k in p["evidence"] or []]
+        if name == "evidence_of_last_drug" and not scope.single and scope.fields:
+            return list(scope.profile["evidence"] or [])
+        if name in scope.fields:
+            return scope.profile[name]
+        known = ("a field of the drug's profile" if scope.single else
+                 "one of the fields of `for`" if scope.fields else "a list of drugs")
+        raise TemplateError(f"{{{{{name}}}}}: unknown here (this template names "
+                            f"{known}; see the top of {TEMPLATE_FILE})", path)
+
+    def text(self, template: str, scope: Scope, path: tuple[Any, ...]) -> str | None:
+        """A text with its placeholders filled, or None when one has no value."""
+        missing = False
+
+        def one(m: re.Match[str]) -> str:
+            nonlocal missing
+            value = self.value(m.group(1), scope, path)
+            if value is None:
+                missing = True
+                return ""
+            return _words(value)
+
+        out = PLACEHOLDER.sub(one, template)
+        return None if missing else out
+
+    def phrase(self, name: str, scope: Scope, path: tuple[Any, ...]) -> str | None:
+        """The first form of a phrase whose placeholders all have values."""
+        forms = self.file.phrases[name]
+        where = ("phrases", name)
+        if isinstance(forms, EachDrug):
+            each = [self.text(forms.for_each_drug, scope.one(d), where) for d in scope.drugs]
+            return forms.joined_by.join(m for m in each if m is not None)
+        for i, form in enumerate(forms):
+            if isinstance(form, Choice) and not self.test(form.if_, scope, where + (i, "if")):
+                continue
+            made = self.text(form.text if isinstance(form, Choice) else form, scope,
+                             where + (i,))
+            if made is not None:
+                return made
+        return None
+
+
+class Filler(_Values):
+    """Fills one profile kind's templates from the catalogue: which drugs each is made
+    for, then its structure (lists, mappings, conditional and per-drug items)."""
+
+    def scopes(self, t: Template, path: tuple[Any, ...]) -> list[Scope]:
+        chosen = [d for d in self.profiles if t.where is None
+                  or self.test(t.where, _single(self.profiles, d), path + ("where",))]
+        if t.for_ == "each drug":
+            return [_single(self.profiles, d) for d in chosen]
+        if t.for_ == "drugs together":
+            return [Scope(tuple(chosen), self.profiles, frozenset())] if chosen else []
+        keys = frozenset(value_keys(t))
+        groups: dict[Any, list[str]] = {}  # drugs whose values give one rule id share it
+        for d in chosen:
+            rid = self.fill(t.id, Scope((d,), self.profiles, keys), path + ("id",))
+            groups.setdefault(rid, []).append(d)
+        return [Scope(tuple(g), self.profiles, keys) for g in groups.values()]
+
+    def fill(self, node: Any, scope: Scope, path: tuple[Any, ...]) -> Any:
+        """A template value filled in; None when it is left out."""
+        if isinstance(node, str):
+            whole = PLACEHOLDER.fullmatch(node)
+            if whole:
+                return self.value(whole.group(1), scope, path)
+            return self.text(node, scope, path)
+        if isinstance(node, dict):
+            out = {k: self.fill(v, scope, path + (k,)) for k, v in node.items()}
+            return {k: v for k, v in out.items() if v is not None}
+        if isinstance(node, list):
+            return self._items(node, scope, path)
+        return node
+
+    def _items(self, items: list[Any], scope: Scope, path: tuple[Any, ...]) -> list[Any]:
+        out: list[Any] = []
+        for i, item in enumerate(items):
+            where = path + (i,)
+            if isinstance(item, dict) and set(item) == {"if", "add"}:
+                if self.test(item["if"], scope, where + ("if",)):
+                    out += self._items(list(item["add"] or []), scope, where + ("add",))
+                continue
+            if isinstance(item, dict) and set(item) == {"for each drug"}:
+                for d in scope.drugs:
+                    out += self._items([item["for each drug"]], scope.one(d), where)
+                continue
+            value = self.fill(item, scope, where)
+            if isinstance(value, list) and isinstance(item, str):
+                out += value            # a list placeholder spliced in
+            elif value is not None:
+                out.append(value)
+        return out
+
     def rules(self, t: Template, path: tuple[Any, ...]) -> list[dict[str, Any]]:
         out = []
         for scope in self.scopes(t, path):

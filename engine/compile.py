@@ -19,7 +19,7 @@ import itertools
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import logging
 
@@ -168,39 +168,57 @@ def _describe(exc: BaseException) -> str:
     return type(exc).__name__  # e.g. MessageNotHandledException: its text holds the fact
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """What the compiled rules look at: each rule's branches (`any` split over derived
+    facts), the derived facts some branch waits for, the patient facts any reads, and
+    per branch the facts the trace names (in name order; a derived one marked True)."""
+
+    branches: dict[str, list[C.Branch]]
+    consumed: frozenset[str]
+    patient_facts: frozenset[str]
+    matched_names: dict[str, list[tuple[tuple[str, bool], ...]]]
+
+
+def _shape(ruleset: RuleSet) -> _Shape:
+    branches: dict[str, list[C.Branch]] = {}
+    consumed: set[str] = set()
+    patient_facts: set[str] = set()
+    for rule in ruleset.rules:
+        branches[rule.id] = C.branches(rule.normal)
+        for b in branches[rule.id]:
+            consumed.update(b.derived)
+            for node in b.patient:
+                patient_facts.update(node.facts())
+    matched_names: dict[str, list[tuple[tuple[str, bool], ...]]] = {}
+    for rule_id, rule_branches in branches.items():
+        per_branch = []
+        for b in rule_branches:
+            found: dict[str, bool] = {}
+            for node in b.patient:
+                for name in node.facts():
+                    found[name] = False
+            for name in b.derived:
+                found[name] = True
+            per_branch.append(tuple(sorted(found.items())))
+        matched_names[rule_id] = per_branch
+    return _Shape(branches, frozenset(consumed), frozenset(patient_facts), matched_names)
+
+
 class CompiledRules:
     """A RuleSet registered with durable_rules, ready to evaluate patients."""
 
     def __init__(self, ruleset: RuleSet) -> None:
         self.ruleset = ruleset
         self.name = f"cledecide-{ruleset.sha256[:20]}"
-        self.branches: dict[str, list[C.Branch]] = {}
-        consumed: set[str] = set()
-        patient_facts: set[str] = set()
-        for rule in ruleset.rules:
-            self.branches[rule.id] = C.branches(rule.normal)
-            for b in self.branches[rule.id]:
-                consumed.update(b.derived)
-                for node in b.patient:
-                    patient_facts.update(node.facts())
-        self.consumed = frozenset(consumed)
-        # Per rule and branch: the facts it looks at, in name order, for the trace
-        # (a derived name marked True, as the trace always showed it).
-        self.matched_names: dict[str, list[tuple[tuple[str, bool], ...]]] = {}
-        for rule_id, branches in self.branches.items():
-            per_branch = []
-            for b in branches:
-                found: dict[str, bool] = {}
-                for node in b.patient:
-                    for name in node.facts():
-                        found[name] = False
-                for name in b.derived:
-                    found[name] = True
-                per_branch.append(tuple(sorted(found.items())))
-            self.matched_names[rule_id] = per_branch
-        self.patient_fact_names = frozenset(patient_facts)
-        self._codec = _Codec(sorted(patient_facts), ruleset.facts)
-        self._send = tuple((name, self._codec.keys[name]) for name in sorted(patient_facts))
+        self._shape = shape = _shape(ruleset)
+        self.branches = shape.branches
+        self.consumed = shape.consumed
+        self.matched_names = shape.matched_names
+        self.patient_fact_names = shape.patient_facts
+        self._codec = _Codec(sorted(shape.patient_facts), ruleset.facts)
+        self._send = tuple((name, self._codec.keys[name])
+                           for name in sorted(shape.patient_facts))
         self._sessions: dict[str, _Session] = {}
         self._run_lock = threading.Lock()
         definition = self._definition()
@@ -211,79 +229,8 @@ class CompiledRules:
                             ruleset.folder) from None
         self._durable = _host.get_ruleset(self.name)
 
-    # ---------------------------------------------------------------- definitions
-
-    def _expr(self, node: C.Node) -> dict[str, Any]:
-        if isinstance(node, C.Leaf):
-            return _leaf(node, self.ruleset.facts[node.fact].kind, self._codec)
-        if isinstance(node, C.All):
-            if not node.items:
-                return {"t": PATIENT}
-            return {"$and": [self._expr(i) for i in node.items]}
-        if isinstance(node, C.Any_):
-            if not node.items:
-                return {"t": "never"}
-            return {"$or": [self._expr(i) for i in node.items]}
-        raise TypeError(f"not in normal form: {node!r}")
-
     def _definition(self) -> dict[str, Any]:
-        order = sorted(self.ruleset.rules,
-                       key=lambda r: (r.spec.then.kind != "derive", -r.spec.priority, r.id))
-        out: dict[str, Any] = {}
-        pri = 0
-        for rule in order:
-            for index, branch in enumerate(self.branches[rule.id]):
-                pri += 1
-                elements: list[dict[str, Any]] = []
-                tests = [self._expr(n) for n in branch.patient]
-                if tests or not branch.derived:
-                    elements.append({"p": {"$and": [{"t": PATIENT}] + tests}})
-                for k, name in enumerate(branch.derived):
-                    elements.append({f"d{k}": {"$and": [{"t": DERIVED}, {"n": name}]}})
-                out[f"r{pri}"] = {"all": elements, "pri": pri,
-                                  "run": self._action(rule, index)}
-        # Some rule must fire for every patient: delete_state on a session where no
-        # action ran can crash the process. A `when: always` rule does; else add one.
-        if not any(rule.condition == C.TRUE for rule in self.ruleset.rules):
-            out["r_done"] = {"all": [{"p": {"t": PATIENT}}], "pri": pri + 1,
-                             "run": self._action(None, 0)}
-        return out
-
-    def _action(self, rule: Rule | None, branch: int):
-        rule_id = rule.id if rule else None
-        then = rule.spec.then if rule else None
-        emits: list[str] = []
-        if then is not None and then.derive:
-            emits.append(then.derive)
-        if then is not None and then.recommend and then.recommend.drug:
-            emits.append(considered_fact(then.recommend.drug))
-            if then.recommend.action in STARTING_ACTIONS:
-                emits.append(start_considered_fact(then.recommend.drug))
-        sessions = self._sessions
-        consumed = self.consumed
-
-        def action(c: Any) -> None:  # exactly one parameter: two would make it async
-            session = sessions.get(c.s.sid)
-            if session is None or rule_id is None:
-                return
-            try:
-                if rule_id in session.fired:
-                    return  # another branch of the same rule already fired
-                session.fired.add(rule_id)
-                session.firings.append(Firing(rule_id, branch))
-                for name in emits:
-                    if name in session.asserted:
-                        continue
-                    session.asserted.add(name)
-                    session.derived.append(name)
-                    if name in consumed:
-                        c.assert_fact({"t": DERIVED, "n": name})
-            except BaseException as exc:  # noqa: BLE001 - reported after the run
-                session.error = f"{rule_id}: {_describe(exc)}"
-
-        return action
-
-    # ---------------------------------------------------------------------- run
+        return _Definition(self.ruleset, self._shape, self._codec, self._sessions).rulesets()
 
     def run(self, facts: dict[str, Any]) -> tuple[list[Firing], list[str]]:
         """Fire the rules for one patient in an isolated session, then delete it."""
@@ -311,6 +258,86 @@ class CompiledRules:
         if session.error:  # a bug in an action, not the user's input: exit 1, not 2
             raise RuntimeError(f"rule action failed: {session.error}")
         return session.firings, session.derived
+
+
+class _Definition:
+    """The durable_rules definition of a rule set: one durable rule per branch, in
+    firing order (derivations first, then by priority), each running an action that
+    records the firing in the patient's session."""
+
+    def __init__(self, ruleset: RuleSet, shape: _Shape, codec: "_Codec",
+                 sessions: dict[str, _Session]) -> None:
+        self.ruleset, self.shape, self.codec, self.sessions = ruleset, shape, codec, sessions
+
+    def _expr(self, node: C.Node) -> dict[str, Any]:
+        if isinstance(node, C.Leaf):
+            return _leaf(node, self.ruleset.facts[node.fact].kind, self.codec)
+        if isinstance(node, C.All):
+            if not node.items:
+                return {"t": PATIENT}
+            return {"$and": [self._expr(i) for i in node.items]}
+        if isinstance(node, C.Any_):
+            if not node.items:
+                return {"t": "never"}
+            return {"$or": [self._expr(i) for i in node.items]}
+        raise TypeError(f"not in normal form: {node!r}")
+
+    def rulesets(self) -> dict[str, Any]:
+        order = sorted(self.ruleset.rules,
+                       key=lambda r: (r.spec.then.kind != "derive", -r.spec.priority, r.id))
+        out: dict[str, Any] = {}
+        pri = 0
+        for rule in order:
+            for index, branch in enumerate(self.shape.branches[rule.id]):
+                pri += 1
+                elements: list[dict[str, Any]] = []
+                tests = [self._expr(n) for n in branch.patient]
+                if tests or not branch.derived:
+                    elements.append({"p": {"$and": [{"t": PATIENT}] + tests}})
+                for k, name in enumerate(branch.derived):
+                    elements.append({f"d{k}": {"$and": [{"t": DERIVED}, {"n": name}]}})
+                out[f"r{pri}"] = {"all": elements, "pri": pri,
+                                  "run": self._action(rule, index)}
+        # Some rule must fire for every patient: delete_state on a session where no
+        # action ran can crash the process. A `when: always` rule does; else add one.
+        if not any(rule.condition == C.TRUE for rule in self.ruleset.rules):
+            out["r_done"] = {"all": [{"p": {"t": PATIENT}}], "pri": pri + 1,
+                             "run": self._action(None, 0)}
+        return out
+
+    def _action(self, rule: Rule | None, branch: int) -> Callable[[Any], None]:
+        rule_id = rule.id if rule else None
+        then = rule.spec.then if rule else None
+        emits: list[str] = []
+        if then is not None and then.derive:
+            emits.append(then.derive)
+        if then is not None and then.recommend and then.recommend.drug:
+            emits.append(considered_fact(then.recommend.drug))
+            if then.recommend.action in STARTING_ACTIONS:
+                emits.append(start_considered_fact(then.recommend.drug))
+        sessions = self.sessions
+        consumed = self.shape.consumed
+
+        def action(c: Any) -> None:  # exactly one parameter: two would make it async
+            session = sessions.get(c.s.sid)
+            if session is None or rule_id is None:
+                return
+            try:
+                if rule_id in session.fired:
+                    return  # another branch of the same rule already fired
+                session.fired.add(rule_id)
+                session.firings.append(Firing(rule_id, branch))
+                for name in emits:
+                    if name in session.asserted:
+                        continue
+                    session.asserted.add(name)
+                    session.derived.append(name)
+                    if name in consumed:
+                        c.assert_fact({"t": DERIVED, "n": name})
+            except BaseException as exc:  # noqa: BLE001 - reported after the run
+                session.error = f"{rule_id}: {_describe(exc)}"
+
+        return action
 
 
 def compile_rules(ruleset: RuleSet) -> CompiledRules:

@@ -676,33 +676,54 @@ def _limit_findings(rules: list[Rule], folder: str) -> list[Finding]:
     return out
 
 
-def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
-    """Load and check a rules folder; all errors found, and the RuleSet when none."""
-    folder = Path(folder)
-    findings: list[Finding] = []
-    if not folder.is_dir():
-        return None, [Finding("error", "no-folder", "rules folder not found", str(folder))]
-    try:
-        meta_doc = _doc(folder, "ruleset.yaml")
-        ev_doc = _doc(folder, "evidence.yaml")
-        drug_doc = _doc(folder, "drugs.yaml")
-        tdoc = _doc(folder, catalogue.TEMPLATE_FILE)
-        provenance = model_from_document(Provenance, meta_doc, RuleError)
-        evidence = model_from_document(EvidenceFile, ev_doc, RuleError).evidence
-        drugs = model_from_document(DrugFile, drug_doc, RuleError).drugs
-        templates = model_from_document(catalogue.TemplateFile, tdoc, RuleError)
-    except RuleError as exc:
-        return None, [Finding("error", "format", exc.message, exc.file, exc.line, exc.field)]
-    hashed = [(Path(d.file).name, d.sha256) for d in (meta_doc, ev_doc, drug_doc, tdoc)]
-    codemap = folder / "fhir-map.yaml"  # the FHIR code map changes results: hashed too
+@dataclass(frozen=True)
+class _Special:
+    """The files of a rules folder that are not rule files, read and validated."""
+
+    meta_doc: Document
+    ev_doc: Document
+    drug_doc: Document
+    tdoc: Document
+    provenance: Provenance
+    evidence: dict[str, EvidenceEntry]
+    drugs: dict[str, DrugEntry]
+    templates: catalogue.TemplateFile
+
+
+def _read_special(folder: Path) -> _Special:
+    """ruleset.yaml, evidence.yaml, drugs.yaml and the rule templates (a RuleError:
+    nothing else can be checked without them)."""
+    meta_doc = _doc(folder, "ruleset.yaml")
+    ev_doc = _doc(folder, "evidence.yaml")
+    drug_doc = _doc(folder, "drugs.yaml")
+    tdoc = _doc(folder, catalogue.TEMPLATE_FILE)
+    return _Special(meta_doc, ev_doc, drug_doc, tdoc,
+                    model_from_document(Provenance, meta_doc, RuleError),
+                    model_from_document(EvidenceFile, ev_doc, RuleError).evidence,
+                    model_from_document(DrugFile, drug_doc, RuleError).drugs,
+                    model_from_document(catalogue.TemplateFile, tdoc, RuleError))
+
+
+def _format_finding(exc: RuleError) -> Finding:
+    return Finding("error", "format", exc.message, exc.file, exc.line, exc.field)
+
+
+def _hash_codemap(folder: Path, hashed: list[tuple[str, str]],
+                  findings: list[Finding]) -> None:
+    """The FHIR code map changes results: it is hashed with the rules."""
+    codemap = folder / "fhir-map.yaml"
     if codemap.exists():
         try:
             hashed.append((codemap.name, hashlib.sha256(
                 read_bytes(codemap, RuleError, RULE_FILE_LIMIT)).hexdigest()))
         except RuleError as exc:
-            findings.append(Finding("error", "format", exc.message, exc.file, exc.line,
-                                    exc.field))
-    for name, entry in sorted(drugs.items()):
+            findings.append(_format_finding(exc))
+
+
+def _check_special_evidence(sp: _Special, findings: list[Finding]) -> None:
+    """Every evidence key of drugs.yaml and ruleset.yaml is in evidence.yaml."""
+    evidence, drug_doc = sp.evidence, sp.drug_doc
+    for name, entry in sorted(sp.drugs.items()):
         where: tuple[Any, ...] = ("drugs", name)
         _check_evidence(entry.evidence, evidence, drug_doc, where + ("evidence",), findings)
         if entry.dose_limit:
@@ -718,10 +739,13 @@ def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
             if profile is not None:
                 _check_evidence(profile.evidence, evidence, drug_doc,
                                 where + ("reproductive", who, "evidence"), findings)
-    for name, t in provenance.thresholds.items():
-        _check_evidence(t.evidence, evidence, meta_doc, ("thresholds", name, "evidence"),
+    for name, t in sp.provenance.thresholds.items():
+        _check_evidence(t.evidence, evidence, sp.meta_doc, ("thresholds", name, "evidence"),
                         findings)
 
+
+def _read_rule_files(folder: Path, hashed: list[tuple[str, str]],
+                     findings: list[Finding]) -> list[tuple[Document, RuleFile]]:
     rule_docs: list[tuple[Document, RuleFile]] = []
     for path in sorted(folder.glob("*.yaml")):
         if path.name in SPECIAL_FILES:
@@ -731,118 +755,167 @@ def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
             hashed.append((path.name, doc.sha256))
             rule_docs.append((doc, model_from_document(RuleFile, doc, RuleError)))
         except RuleError as exc:
-            findings.append(Finding("error", "format", exc.message, exc.file, exc.line,
-                                    exc.field))
+            findings.append(_format_finding(exc))
     if not rule_docs and not findings:
         findings.append(Finding("error", "no-rules", "no rule files in the folder",
                                 str(folder)))
+    return rule_docs
 
-    # Which facts are derived: by active rules, plus the automatic '<drug>_considered'.
-    derived: set[str] = {considered_fact(d) for d in V.DRUGS}
-    derived |= {start_considered_fact(d) for d in V.DRUGS}
-    made = _catalogue_made(drugs, provenance, drug_doc, templates, tdoc, findings)
-    derived |= catalogue.static_derived(templates)
-    derived |= {g["then"]["derive"] for g in made if isinstance(g.get("then"), dict)
-                and isinstance(g["then"].get("derive"), str)}
-    seen: dict[str, tuple[str, int | None]] = {}
-    entries: list[tuple[Document, int, RuleSpec, str]] = []
-    inactive: list[RuleSpec] = []
+
+@dataclass
+class _Declared:
+    """The rule files' rules by id: the active ones to check, the others kept aside,
+    and every fact some rule derives."""
+
+    derived: set[str]
+    seen: dict[str, tuple[str, int | None]] = field(default_factory=dict)
+    entries: list[tuple[Document, int, RuleSpec, str]] = field(default_factory=list)
+    inactive: list[RuleSpec] = field(default_factory=list)
+
+
+def _declare(rule_docs: list[tuple[Document, RuleFile]], derived: set[str],
+             findings: list[Finding]) -> _Declared:
+    out = _Declared(derived)
     for doc, rf in rule_docs:
         for i, spec in enumerate(rf.rules):
             where = ("rules", i, "id")
-            if spec.id in seen:
-                first = seen[spec.id]
+            if spec.id in out.seen:
+                first = out.seen[spec.id]
                 findings.append(Finding("error", "duplicate-id",
                                         f"duplicate rule id '{spec.id}' (first at "
                                         f"{first[0]}:{first[1]})", doc.file,
                                         doc.line_of(where), format_path(where), (spec.id,)))
                 continue
-            seen[spec.id] = (doc.file, doc.line_of(where))
+            out.seen[spec.id] = (doc.file, doc.line_of(where))
             if spec.status != "active":
-                inactive.append(spec)
+                out.inactive.append(spec)
                 continue
-            entries.append((doc, i, spec, spec.stage or rf.stage))
+            out.entries.append((doc, i, spec, spec.stage or rf.stage))
             if spec.then.derive:
-                derived.add(spec.then.derive)
+                out.derived.add(spec.then.derive)
+    return out
 
-    specs = fact_specs({e.drug_class for e in drugs.values()})
+
+def _vocabulary(sp: _Special, derived: set[str],
+                findings: list[Finding]) -> tuple[dict[str, FactSpec], C.Vocabulary]:
+    """The words conditions may use: patient facts, derived facts, named thresholds
+    (with each drug's dose limit); the gap check is read with them."""
+    specs = fact_specs({e.drug_class for e in sp.drugs.values()})
     for name in derived:
         if name in specs:
             findings.append(Finding("error", "derived-shadows-fact",
                                     f"derived fact '{name}' has the name of a patient fact"))
-    thresholds = {k: t.value for k, t in provenance.thresholds.items()}
-    for name, entry in drugs.items():
+    thresholds = {k: t.value for k, t in sp.provenance.thresholds.items()}
+    for name, entry in sp.drugs.items():
         if entry.dose_limit:  # one place for a dose limit: drugs.yaml
             thresholds[f"{name}_max_mg_per_kg"] = entry.dose_limit.mg_per_kg_per_day
     vocab = C.Vocabulary(specs, frozenset(derived), thresholds)
-    if provenance.gap_check:
+    if sp.provenance.gap_check:
         try:
-            C.nnf(C.parse(provenance.gap_check, vocab), vocab)
+            C.nnf(C.parse(sp.provenance.gap_check, vocab), vocab)
         except C.ConditionError as exc:
-            findings.append(Finding("error", "condition", str(exc), meta_doc.file,
-                                    meta_doc.line_of(("gap_check",)), "gap_check"))
+            findings.append(Finding("error", "condition", str(exc), sp.meta_doc.file,
+                                    sp.meta_doc.line_of(("gap_check",)), "gap_check"))
+    return specs, vocab
+
+
+def _check_rule(doc: Document, i: int, spec: RuleSpec, stage: str, sp: _Special,
+                vocab: C.Vocabulary, findings: list[Finding]) -> Rule | None:
+    """One active rule of a rule file: its evidence, drugs, thresholds and condition."""
+    base: tuple[Any, ...] = ("rules", i)
+    line = doc.line_of(base + ("id",))
+    _check_evidence(spec.evidence, sp.evidence, doc, base + ("evidence",), findings)
+    if not spec.evidence:
+        findings.append(Finding("warning", "no-evidence", f"rule '{spec.id}' cites no "
+                                "evidence", doc.file, line, None, (spec.id,)))
+    then = spec.then
+    for j, drug in enumerate(then.exclude or []):
+        if drug not in sp.drugs:
+            findings.append(Finding("error", "unknown-drug", f"'{drug}' is not in "
+                                    "drugs.yaml", doc.file,
+                                    doc.line_of(base + ("then", "exclude", j)),
+                                    format_path(base + ("then", "exclude", j)), (spec.id,)))
+    if then.recommend and then.recommend.drug and then.recommend.drug not in sp.drugs:
+        findings.append(Finding("error", "unknown-drug", f"'{then.recommend.drug}' is not "
+                                "in drugs.yaml", doc.file,
+                                doc.line_of(base + ("then", "recommend", "drug")),
+                                format_path(base + ("then", "recommend", "drug")),
+                                (spec.id,)))
+    for j, item in enumerate(then.monitor or []):
+        for key in ("every_days", "until_day", "first_in_days", "shown_from_day",
+                    "shown_until_day"):
+            value = getattr(item, key)
+            if isinstance(value, str) and value not in vocab.thresholds:
+                where = base + ("then", "monitor", j, key)
+                findings.append(Finding("error", "unknown-threshold",
+                                        f"'{value}' is not a named threshold",
+                                        doc.file, doc.line_of(where), format_path(where),
+                                        (spec.id,)))
+    try:
+        node = C.parse(spec.when, vocab)
+        normal = C.nnf(node, vocab)
+    except C.ConditionError as exc:
+        findings.append(Finding("error", "condition", str(exc), doc.file,
+                                doc.line_of(base + ("when",)),
+                                format_path(base + ("when",)), (spec.id,)))
+        return None
+    return Rule(spec, stage, node, normal, doc.file, line)
+
+
+def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
+    """Load and check a rules folder; all errors found, and the RuleSet when none."""
+    folder = Path(folder)
+    findings: list[Finding] = []
+    if not folder.is_dir():
+        return None, [Finding("error", "no-folder", "rules folder not found", str(folder))]
+    try:
+        sp = _read_special(folder)
+    except RuleError as exc:
+        return None, [_format_finding(exc)]
+    hashed = [(Path(d.file).name, d.sha256)
+              for d in (sp.meta_doc, sp.ev_doc, sp.drug_doc, sp.tdoc)]
+    _hash_codemap(folder, hashed, findings)
+    _check_special_evidence(sp, findings)
+    rule_docs = _read_rule_files(folder, hashed, findings)
+
+    # Which facts are derived: by active rules and the catalogue's, plus the automatic
+    # '<drug>_considered' and '<drug>_start_considered'.
+    derived: set[str] = {considered_fact(d) for d in V.DRUGS}
+    derived |= {start_considered_fact(d) for d in V.DRUGS}
+    made = _catalogue_made(sp.drugs, sp.provenance, sp.drug_doc, sp.templates, sp.tdoc,
+                           findings)
+    derived |= catalogue.static_derived(sp.templates)
+    derived |= {g["then"]["derive"] for g in made if isinstance(g.get("then"), dict)
+                and isinstance(g["then"].get("derive"), str)}
+    declared = _declare(rule_docs, derived, findings)
+    specs, vocab = _vocabulary(sp, derived, findings)
     rules: list[Rule] = []
     depends: dict[str, set[str]] = {}
-    for doc, i, spec, stage in entries:
-        base = ("rules", i)
-        line = doc.line_of(base + ("id",))
-        _check_evidence(spec.evidence, evidence, doc, base + ("evidence",), findings)
-        if not spec.evidence:
-            findings.append(Finding("warning", "no-evidence", f"rule '{spec.id}' cites no "
-                                    "evidence", doc.file, line, None, (spec.id,)))
-        then = spec.then
-        for j, drug in enumerate(then.exclude or []):
-            if drug not in drugs:
-                findings.append(Finding("error", "unknown-drug", f"'{drug}' is not in "
-                                        "drugs.yaml", doc.file,
-                                        doc.line_of(base + ("then", "exclude", j)),
-                                        format_path(base + ("then", "exclude", j)), (spec.id,)))
-        if then.recommend and then.recommend.drug and then.recommend.drug not in drugs:
-            findings.append(Finding("error", "unknown-drug", f"'{then.recommend.drug}' is not "
-                                    "in drugs.yaml", doc.file,
-                                    doc.line_of(base + ("then", "recommend", "drug")),
-                                    format_path(base + ("then", "recommend", "drug")),
-                                    (spec.id,)))
-        for j, item in enumerate(then.monitor or []):
-            for key in ("every_days", "until_day", "first_in_days", "shown_from_day",
-                        "shown_until_day"):
-                value = getattr(item, key)
-                if isinstance(value, str) and value not in vocab.thresholds:
-                    where = base + ("then", "monitor", j, key)
-                    findings.append(Finding("error", "unknown-threshold",
-                                            f"'{value}' is not a named threshold",
-                                            doc.file, doc.line_of(where), format_path(where),
-                                            (spec.id,)))
-        try:
-            node = C.parse(spec.when, vocab)
-            normal = C.nnf(node, vocab)
-        except C.ConditionError as exc:
-            findings.append(Finding("error", "condition", str(exc), doc.file,
-                                    doc.line_of(base + ("when",)),
-                                    format_path(base + ("when",)), (spec.id,)))
+    for doc, i, spec, stage in declared.entries:
+        rule = _check_rule(doc, i, spec, stage, sp, vocab, findings)
+        if rule is None:
             continue
-        rules.append(Rule(spec, stage, node, normal, doc.file, line))
-        if then.derive:
-            depends.setdefault(then.derive, set()).update(
-                f for f in node.facts() if f in derived)
-    generated = _catalogue_rules(made, drugs, drug_doc, tdoc, vocab, seen, findings)
+        rules.append(rule)
+        if spec.then.derive:
+            depends.setdefault(spec.then.derive, set()).update(
+                f for f in rule.condition.facts() if f in derived)
+    generated = _catalogue_rules(made, sp.drugs, sp.drug_doc, sp.tdoc, vocab, declared.seen,
+                                 findings)
     rules += generated
     findings += _limit_findings(rules, str(folder))
     for cycle in _cycles(depends):
         findings.append(Finding("error", "circular", "circular derivation: "
                                 + " -> ".join(cycle), str(folder)))
-    findings += _signoff_findings(provenance, drugs, rule_docs, meta_doc, drug_doc)
-    errors = [f for f in findings if f.severity == "error"]
-    if errors:
+    findings += _signoff_findings(sp.provenance, sp.drugs, rule_docs, sp.meta_doc,
+                                  sp.drug_doc)
+    if any(f.severity == "error" for f in findings):
         return None, findings
-    files_sha = _rules_hash(hashed)
-    ruleset = RuleSet(
-        provenance=provenance, evidence=dict(evidence), drugs=dict(drugs),
+    return RuleSet(
+        provenance=sp.provenance, evidence=dict(sp.evidence), drugs=dict(sp.drugs),
         rules=tuple(sorted(rules, key=lambda r: r.id)), facts=specs,
         derived=frozenset(derived), sha256=_rules_hash(hashed + [_generated_hash(generated)]),
-        folder=str(folder), inactive=tuple(inactive), thresholds=dict(vocab.thresholds),
-        files_sha256=files_sha)
-    return ruleset, findings
+        folder=str(folder), inactive=tuple(declared.inactive),
+        thresholds=dict(vocab.thresholds), files_sha256=_rules_hash(hashed)), findings
 
 
 def _signoff_findings(provenance: Provenance, drugs: dict[str, DrugEntry],
