@@ -1,8 +1,9 @@
 """Benchmarks (measurements, never test assertions): cold start, throughput, memory.
 
-    .venv/bin/python benchmarks/run.py [--patients 3000]
+    .venv/bin/python benchmarks/run.py [--patients 3000] [--markdown]
 
-Prints one table; the closing note of each session copies it.
+Prints one table; --markdown also writes it into docs/performance.md (between its
+`measured` markers, with the date and the machine), where the notes on it live.
 """
 from __future__ import annotations
 
@@ -119,6 +120,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--patients", type=int, default=3000)
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--markdown", action="store_true",
+                        help="write the table into docs/performance.md")
     args = parser.parse_args()
     n = args.patients
 
@@ -161,9 +164,11 @@ def main() -> None:
 
     print(f"rules: {len(ruleset.rules)} active; {firings / n:.1f} firings per patient")
     floor = next(iter(cold.values()))
+    table = [("rules", f"{len(ruleset.rules)} active; {firings / n:.1f} firings per patient")]
     print("cold start (medians of 12 interleaved runs; ratio to the import floor, goal <= 2.0x):")
     for name, seconds in cold.items():
         print(f"  {name:54s} {seconds * 1000:5.0f} ms {seconds / floor:5.2f}x")
+        table.append((f"cold start: {name}", f"{seconds * 1000:.0f} ms ({seconds / floor:.2f}x)"))
     print(f"throughput over {n} patients (one core; medians of 3 interleaved rounds):")
     print(f"  durable_rules run only        {n / engine_s:8.0f} patients/s")
     print(f"  evaluate stage (facts+run)    {n / evaluate_s:8.0f} patients/s")
@@ -174,6 +179,14 @@ def main() -> None:
           f"{n / closure_s:8.0f} patients/s")
     print(f"ratios: full pipeline / durable run = {pipeline_ratio:.2f} (goal >= 0.5); "
           f"durable run / closures = {closure_s / engine_s:.2f} (goal >= 0.15)")
+    table += [("durable_rules run only", f"{n / engine_s:.0f} patients/s"),
+              ("evaluate stage (facts + run)", f"{n / evaluate_s:.0f} patients/s"),
+              ("full pipeline to the Result", f"{n / full_s:.0f} patients/s "
+               f"({pipeline_ratio:.2f}x the durable_rules-only rate; goal 0.5x)"),
+              ("plain-Python loop, same rules", f"{n / plain_s:.0f} patients/s"),
+              ("reference: conditions compiled to Python closures",
+               f"{n / closure_s:.0f} patients/s (durable_rules reaches "
+               f"{closure_s / engine_s:.2f}x of it; goal 0.15x)")]
 
     if not args.skip_memory:
         gc.collect()
@@ -190,6 +203,29 @@ def main() -> None:
               f"{10 * n} patient models held; {rss_at_n / 1024:.0f} MB after {n} evaluations; "
               f"{rss_after / 1024:.0f} MB after {10 * n} evaluations "
               f"(growth over the last {9 * n}: {(rss_after - rss_at_n) / 1024:.1f} MB)")
+        table.append(("memory (peak RSS)", f"{rss_at_n / 1024:.0f} MB after {n} evaluations, "
+                      f"{rss_after / 1024:.0f} MB after {10 * n}"))
+    if args.markdown:
+        write_markdown(table, n)
+
+
+def write_markdown(table: list[tuple[str, str]], n: int) -> None:
+    """The table into docs/performance.md, between `<!-- measured:start -->` and
+    `<!-- measured:end -->`; the prose around it is kept."""
+    import datetime as dt
+    import os
+    import platform
+    doc = ROOT / "docs" / "performance.md"
+    start, end = "<!-- measured:start -->", "<!-- measured:end -->"
+    body = doc.read_text()
+    head, rest = body.split(start, 1)
+    lines = [f"Measured {dt.date.today()} by `benchmarks/run.py --markdown` ({n} "
+             f"synthetic patients; Python {platform.python_version()}, "
+             f"{os.cpu_count()} cores):", "", "| measure | result |", "| --- | --- |"]
+    lines += [f"| {name} | {value} |" for name, value in table]
+    doc.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end
+                   + rest.split(end, 1)[1])
+    print(f"written into {doc}")
 
 
 if __name__ == "__main__":

@@ -247,9 +247,9 @@ def test_graph(fmt, head) -> None:
     assert "excludes" in r.output
 
 
-def test_readme_embeds_current_graph() -> None:
+def test_docs_embed_the_current_graph() -> None:
     r = cli("rules", "graph", RULES)
-    assert r.output in (ROOT / "README.md").read_text()
+    assert r.output in (ROOT / "docs" / "ladder.md").read_text()
 
 
 def test_a_template_file_is_needed_and_two_templates_cannot_make_one_rule(rules) -> None:

@@ -1,5 +1,6 @@
 """Regenerate everything that is generated from the code and rules, for review in the
-diff: the golden text outputs, the README's example and ladder graph, and schemas/.
+diff: the golden text outputs, the README's example, the ladder of docs/ladder.md, and
+schemas/.
 
     .venv/bin/python tests/update_golden.py
 """
@@ -25,15 +26,14 @@ def main() -> None:
     example = (ROOT / "tests" / "golden" / "hcq-inadequate.txt").read_text()
     embed("example", "```text\n$ cledecide evaluate examples/hcq-inadequate.yaml\n"
                      f"{example}```")
-    embed("graph", f"```mermaid\n{graph(ROOT / 'rules')}```")
+    embed("graph", f"```mermaid\n{graph(ROOT / 'rules')}```", ROOT / "docs" / "ladder.md")
     for name in SCHEMAS:
         (ROOT / "schemas" / f"{name}.schema.json").write_text(
             json.dumps(schema(name), indent=2, sort_keys=True) + "\n")
 
 
-def embed(marker: str, block: str) -> None:
-    """Replace the README text between <!-- marker:start --> and <!-- marker:end -->."""
-    readme = ROOT / "README.md"
+def embed(marker: str, block: str, readme: Path = ROOT / "README.md") -> None:
+    """Replace a document's text between <!-- marker:start --> and <!-- marker:end -->."""
     start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
     body = readme.read_text()
     head, rest = body.split(start, 1)
