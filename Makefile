@@ -18,15 +18,15 @@ demo: install
 	$(BIN)/cledecide evaluate examples/refractory-neuropathy.yaml
 
 # The quick loop (about 2 minutes on 2 cores): every test but the deep analysis, with the
-# quick hypothesis profile.
+# quick hypothesis profile, on every core (pytest-xdist).
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 # CI runs it after `make test`: the deep analysis tests (rules check --deep) and every
 # property test again with five times the examples (hypothesis profile `deep`).
 test-deep: install
-	HYPOTHESIS_PROFILE=deep $(BIN)/python -m pytest -m "deep or hypothesis"
+	HYPOTHESIS_PROFILE=deep $(BIN)/python -m pytest -n auto -m "deep or hypothesis"
 
 # mypy on engine/ (pyproject.toml): fails when the errors outnumber the baseline of
 # CHANGELOG.md ("Habits"), which only ever goes down.

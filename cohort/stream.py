@@ -323,9 +323,9 @@ class Summary:
 
     def text(self) -> str:
         none = sum(self.no_advice.values())
+        kinds = ", ".join(f"{n} {NO_ADVICE_WORDS[k]}" for k, n in sorted(self.no_advice.items()))
         lines = [f"{self.total} patients: {self.total - self.failed - none} evaluated, "
-                 + (f"{none} no advice ({', '.join(f'{n} {NO_ADVICE_WORDS[k]}' for k, n in sorted(self.no_advice.items()))}), "
-                    if none else "") + f"{self.failed} failed"]
+                 + (f"{none} no advice ({kinds}), " if none else "") + f"{self.failed} failed"]
         if self.steps:
             lines.append(f"  {'action':<12} {'stage':<18} {'patients':>8}")
             for (action, stage), n in sorted(self.steps.items(), key=lambda kv: (-kv[1], kv[0])):

@@ -621,7 +621,7 @@ def _catalogue_rules(made: list[dict[str, Any]], drugs: dict[str, DrugEntry],
 
 
 # What durable_rules 2.0.28 compiles and runs in bounded time, measured on the project
-# machine with the shipped rules plus generated ones (README, "Limits"): about 460
+# machine with the shipped rules plus generated ones (docs/safety.md, "Bad input"): about 460
 # distinct numeric tests run, 466 hang in the first evaluation; 220 rules with the same
 # condition compile, 300 fail (error 108); 1,250 rules with shared tests run in 17 ms a
 # patient; about 253 keys per fact. Each limit sits below the failure.

@@ -135,7 +135,8 @@ def _weight(obs: Observations, rec: dict[str, Any], days: int) -> None:
         child = rec["demographics"]["age"] < 18
         obs.report.ignore(label, f"weight {kg} kg on {on} is {age} days old on as_of "
                           f"{obs.as_of}; weight-based doses need a weight from the last "
-                          f"{days} days ({'weight_recent_days_child' if child else 'weight_recent_days'}"
+                          f"{days} days ("
+                          f"{'weight_recent_days_child' if child else 'weight_recent_days'}"
                           " in rules/ruleset.yaml): not used", "demographics.weight_kg")
 
 def _value(e: Entry, m: Meaning, spec: Any, codemap: CodeMap, report: Report) -> Any:
