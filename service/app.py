@@ -14,15 +14,15 @@ import asyncio
 import logging
 from typing import Any
 
-from .calls import SERVICES, Answer, Call, parse_call, refused
-from .hooks import check_given
+from .calls import SERVICES, Answer, Call, refused
 from .prefetch import Precondition, complete
 
 log = logging.getLogger("cledecide.service")
 
 
-class Handlers:
-    """The request handlers over a Service (service/server.py)."""
+class _Base:
+    """What the handlers share: the Service (service/server.py), its pools, the FHIR
+    client, the token check and the audit row of an answer."""
 
     def __init__(self, service: Any) -> None:
         self.s = service
@@ -40,39 +40,11 @@ class Handlers:
                 limits=httpx.Limits(max_connections=n, max_keepalive_connections=n))
         return self._client
 
-    async def authorized(self, sid: str, header: str | None, path: str) -> bool:
+    def _token_ok(self, header: str | None, path: str) -> bool:
         if self.s.auth is None:
             return True
         endpoint = self.s.config.service_url + path.removeprefix("/cds-services")
-        return await self._on(self.s.io, self.s.auth.check, header, endpoint)
-
-    async def hook(self, sid: str, body: bytes) -> Answer:
-        """The hook's answer within the request's deadline, audited either way."""
-        seen: dict[str, Call] = {}
-        try:
-            answer = await asyncio.wait_for(self._hook(sid, body, seen),
-                                            self.s.config.request_timeout)
-        except asyncio.TimeoutError:
-            call = seen.get("call")
-            answer = refused(503, "the evaluation took too long; no card was given",
-                             "timed out: not delivered", call.patient_id if call else None)
-            return await self.record(sid, answer, call, kind="timeout")
-        return await self.record(sid, answer, seen.get("call"))
-
-    async def _hook(self, sid: str, body: bytes, seen: dict[str, Call]) -> Answer:
-        call = await self._on(self.s.evaluators, parse_call, sid, body)
-        if isinstance(call, Answer):
-            return call
-        seen["call"] = call
-        bad = await self._on(self.s.evaluators, check_given, call)
-        if bad is not None:
-            return bad
-        try:
-            prefetch = await complete(call.request, self.s.engine.templates, call.patient_id,
-                                      self.client(), self.s.config.fhir_timeout)
-        except Precondition as exc:
-            return refused(412, str(exc), str(exc)[:300], call.patient_id)
-        return await self._on(self.s.evaluators, self.s.engine.answer, call, prefetch)
+        return self.s.auth.check(header, endpoint)
 
     async def record(self, sid: str, answer: Answer, call: Call | None,
                      kind: str | None = None) -> Answer:
@@ -85,9 +57,14 @@ class Handlers:
                 return refused(503, "the audit trail could not be written; no card is given")
         return answer
 
-    async def feedback(self, sid: str, body: bytes) -> Answer:
+    def _feedback_rows(self, sid: str, body: bytes, header: str | None, path: str) -> Any:
         from .feedback import feedback_rows
-        rows = await self._on(self.s.io, feedback_rows, sid, body, self.s.log.card)
+        if not self._token_ok(header, path):
+            return Answer(401, {}, "no valid token")
+        return feedback_rows(sid, body, self.s.log.card)
+
+    async def feedback(self, sid: str, body: bytes, header: str | None, path: str) -> Answer:
+        rows = await self._on(self.s.io, self._feedback_rows, sid, body, header, path)
         if isinstance(rows, Answer):
             return await self.record(sid, rows, None)
         try:
@@ -101,6 +78,45 @@ class Handlers:
         """A request refused before its body was read (401, 404, 413): a row with the
         status and why, no token and no patient data."""
         await self.record(sid, Answer(status, {}, why), None)
+
+
+class Handlers(_Base):
+    """The hook handlers: one hop on an evaluation thread for a complete request,
+    asynchronous fetches for an incomplete one, a deadline either way."""
+
+    def _first(self, sid: str, body: bytes, header: str | None, path: str,
+               seen: dict[str, Call]) -> Answer | None:
+        """One hop on an evaluation thread: the token, the body, the patient check and,
+        when the prefetch is complete (the usual case), the answer."""
+        if not self._token_ok(header, path):
+            return Answer(401, {}, "no valid token")
+        return self.s.engine.first(sid, body, seen)
+
+    async def hook(self, sid: str, body: bytes, header: str | None, path: str) -> Answer:
+        """The hook's answer within the request's deadline, audited either way."""
+        seen: dict[str, Call] = {}
+        try:
+            answer = await asyncio.wait_for(self._hook(sid, body, header, path, seen),
+                                            self.s.config.request_timeout)
+        except asyncio.TimeoutError:
+            call = seen.get("call")
+            answer = refused(503, "the evaluation took too long; no card was given",
+                             "timed out: not delivered", call.patient_id if call else None)
+            return await self.record(sid, answer, call, kind="timeout")
+        return await self.record(sid, answer, seen.get("call"))
+
+    async def _hook(self, sid: str, body: bytes, header: str | None, path: str,
+                    seen: dict[str, Call]) -> Answer:
+        answer = await self._on(self.s.evaluators, self._first, sid, body, header, path, seen)
+        call = seen.get("call")
+        if answer is not None or call is None:
+            return answer or refused(400, "not a CDS Hooks request")
+        try:  # the prefetch is incomplete: fetched here, on the loop, not on a thread
+            prefetch = await complete(call.request, self.s.engine.templates, call.patient_id,
+                                      self.client(), self.s.config.fhir_timeout)
+        except Precondition as exc:
+            return refused(412, str(exc), str(exc)[:300], call.patient_id)
+        return await self._on(self.s.evaluators, self.s.engine.answer, call, prefetch)
 
 
 def create_app(service: Any) -> Any:
@@ -131,10 +147,7 @@ def create_app(service: Any) -> Any:
         return service.engine.discovery()
 
     async def serve(sid: str, request: Request, handler: Any) -> Response:
-        if not await h.authorized(sid, request.headers.get("authorization"),
-                                  request.url.path):
-            await h.refuse(sid, 401, "no valid token")
-            return Response(status_code=401)
+        """404, 413, then the handler (which checks the token first: 401, no body)."""
         if sid not in SERVICES:
             await h.refuse(sid[:64], 404, "no such service")
             return JSONResponse({"error": "no such service"}, status_code=404)
@@ -142,7 +155,10 @@ def create_app(service: Any) -> Any:
         if body is None:
             await h.refuse(sid, 413, "body too large")
             return JSONResponse({"error": "body too large"}, status_code=413)
-        answer = await handler(sid, body)
+        answer = await handler(sid, body, request.headers.get("authorization"),
+                               request.url.path)
+        if answer.status == 401:
+            return Response(status_code=401)
         return JSONResponse(answer.payload, status_code=answer.status)
 
     @app.post("/cds-services/{sid}")

@@ -9,8 +9,8 @@ from typing import Any
 
 from ..engine.errors import CledecideError
 from . import identity
-from .calls import SERVICES, USAGE, Answer, Call, card_record, refused, step
-from .prefetch import Mismatch, templates
+from .calls import SERVICES, USAGE, Answer, Call, card_record, parse_call, refused, step
+from .prefetch import Mismatch, missing, templates
 
 
 def check_given(call: Call) -> Answer | None:
@@ -25,7 +25,7 @@ def check_given(call: Call) -> Answer | None:
     return None
 
 
-class Engine:
+class Rules:
     """The rules, the code map and what is built from them once."""
 
     def __init__(self, rules_dir: str | None) -> None:
@@ -52,6 +52,26 @@ class Engine:
         prov = self.ruleset.provenance
         return {"ruleset_name": prov.name, "ruleset_version": prov.version,
                 "ruleset_sha256": self.ruleset.sha256, "engine_sha256": engine_sha256()}
+
+
+
+class Engine(Rules):
+    """The evaluation of one checked hook call."""
+
+    def first(self, sid: str, body: bytes, seen: dict[str, Call]) -> Answer | None:
+        """The request parsed and checked, and answered at once when its prefetch is
+        complete; None when something must be fetched first (seen["call"] holds it)."""
+        call = parse_call(sid, body)
+        if isinstance(call, Answer):
+            return call
+        seen["call"] = call
+        bad = check_given(call)
+        if bad is not None:
+            return bad
+        given = call.request.get("prefetch")
+        if isinstance(given, dict) and not missing(given, self.templates):
+            return self.answer(call, {k: given[k] for k in self.templates})
+        return None
 
     def answer(self, call: Call, prefetch: dict[str, Any]) -> Answer:
         """The cards for a complete, checked prefetch (runs on an evaluation thread)."""
