@@ -30,8 +30,9 @@ from test_examples import CLI
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:
-    with running(tmp_path_factory.mktemp("dev"), cors_origins=["https://ehr.example.org"]) \
-            as srv:
+    # a long deadline: the slow-FHIR test holds requests while others are answered
+    with running(tmp_path_factory.mktemp("dev"), cors_origins=["https://ehr.example.org"],
+                 request_timeout_seconds=60, fhir_timeout_seconds=60) as srv:
         yield srv
 
 
