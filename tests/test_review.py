@@ -120,11 +120,11 @@ def test_contradictory_rule_never_fires(rules) -> None:
 
 def test_conflict_and_strict(rules) -> None:
     edit(rules / "topical.yaml", "priority: 18", "priority: 20")
-    r = cli("rules", "check", rules, "--samples", "300", "--hypothesis", "0",
+    r = cli("rules", "check", rules, "--samples", "100", "--hypothesis", "0",
             "--today", "2026-11-25")
     assert r.exit_code == 0
     assert "conflict" in r.output and "example patient:" in r.output
-    r = cli("rules", "check", rules, "--samples", "300", "--hypothesis", "0", "--strict",
+    r = cli("rules", "check", rules, "--samples", "100", "--hypothesis", "0", "--strict",
             "--today", "2026-11-25")
     assert r.exit_code == 1
 
@@ -184,7 +184,7 @@ def test_gap_is_reported(rules) -> None:
          "        - hydroxychloroquine_status == never\n",
          "        - systemic_therapy_indicated\n        - pregnant\n"
          "        - hydroxychloroquine_status == never\n", 1)
-    r = cli("rules", "check", rules, "--samples", "800", "--today", "2026-11-25")
+    r = cli("rules", "check", rules, "--samples", "200", "--today", "2026-11-25")
     assert "gap: " in r.output and "example patient:" in r.output
 
 
