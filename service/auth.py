@@ -70,7 +70,9 @@ class Auth:
             key = self._key(unverified.get("iss"), head.get("kid"))
             if key is None or head.get("alg") not in ALGORITHMS:
                 return False
-            claims = self.jwt.decode(token, key, algorithms=[head["alg"]],
+            # the key object itself: a JWK without "alg" (an RSA key used with RS384)
+            # must not be pinned to a default algorithm; the list holds asymmetric ones
+            claims = self.jwt.decode(token, key.key, algorithms=[head["alg"]],
                                      issuer=unverified["iss"], audience=endpoint,
                                      options={"require": ["iss", "aud", "exp", "iat", "jti"]},
                                      leeway=LEEWAY)

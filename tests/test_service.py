@@ -608,3 +608,36 @@ def test_every_connection_has_nagle_off() -> None:
         except Exception:  # noqa: BLE001 - the base class needs more than a fake
             pass
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+
+
+def _hs256(header: dict, claims: dict, secret: bytes) -> str:
+    import base64
+    import hashlib
+    import hmac
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    signing = b64(json.dumps(header).encode()) + "." + b64(json.dumps(claims).encode())
+    return signing + "." + b64(hmac.new(secret, signing.encode(), hashlib.sha256).digest())
+
+
+def test_an_rsa_issuer_whose_jwks_names_no_alg_is_accepted_with_rs384(tmp_path: Path) -> None:
+    """RS384 is one of the two algorithms CDS Hooks recommends; a JWKS key often carries
+    no "alg". HS256 with the public key as the secret (algorithm confusion) stays 401."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwk["kid"] = "rsa-1"
+    (tmp_path / "rsa-jwks.json").write_text(json.dumps({"keys": [jwk]}))
+    with running(tmp_path, issuers={"rsa-ehr": {"jwks_file": "rsa-jwks.json"}}) as srv:
+        now = int(time.time())
+        claims = {"iss": "rsa-ehr", "aud": f"{srv.base}/{PV}", "iat": now, "exp": now + 60}
+        good = jwt.encode({**claims, "jti": "r-1"}, key, algorithm="RS384",
+                          headers={"kid": "rsa-1"})
+        assert srv.post(PV, request_for("hcq-inadequate"), good).status_code == 200
+        public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo)
+        confused = _hs256({"alg": "HS256", "typ": "JWT", "kid": "rsa-1"},
+                          {**claims, "jti": "r-2"}, public)
+        assert srv.post(PV, request_for("hcq-inadequate"), confused).status_code == 401
