@@ -218,3 +218,57 @@ def creatinine_clearance(p: Patient) -> float | None:
         return None
     factor = 1.23 if p.demographics.sex == "male" else 1.04
     return max(0.0, (140 - p.demographics.age) * w * factor / lab.value)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One drug's interval before a conception: counted from its last dose, or, for a
+    drug taken now, from the day it is stopped."""
+
+    drug: str
+    stop: dt.date | None     # the last dose; None: taken now
+    days: int                # the catalogue's interval (stop_before_conception)
+    ends: dt.date            # the earliest conception this drug allows
+
+
+@dataclass(frozen=True)
+class ConceptionPlan:
+    """The earliest conception date is the latest end of every window, of every drug
+    taken now or in the past; each drug taken now stops its own interval before it
+    (never before today), not all of them today."""
+
+    earliest: dt.date
+    set_by: Window
+    windows: tuple[Window, ...]
+    stop_on: dict[str, dt.date]
+
+
+def conception_plan(p: Patient, drugs: Mapping[str, Any],
+                    days: Callable[[str], int | None]) -> ConceptionPlan | None:
+    """The plan for a planned conception (by the woman's or the man's profiles), or None
+    when no drug taken now or before has an interval."""
+    who = "man" if p.demographics.sex == "male" else "woman"
+    windows: list[Window] = []
+    by_drug: dict[str, list[Course]] = {}
+    for c in p.treatments:
+        by_drug.setdefault(c.drug, []).append(c)
+    for drug, courses in sorted(by_drug.items()):
+        repro = drugs[drug].reproductive if drug in drugs else None
+        profile = getattr(repro, who, None) if repro else None
+        name = getattr(profile, "stop_before_conception", None) or (
+            getattr(profile, "after_last_dose", None) if who == "woman" else None)
+        if not name:
+            continue
+        interval = days(name) or 0
+        if any(c.stop is None for c in courses):
+            windows.append(Window(drug, None, interval, p.as_of + dt.timedelta(days=interval)))
+        else:
+            last = max(c.stop for c in courses if c.stop is not None)
+            windows.append(Window(drug, last, interval, last + dt.timedelta(days=interval)))
+    if not windows:
+        return None
+    latest = max(windows, key=lambda w: (w.ends, w.drug))
+    earliest = max(latest.ends, p.as_of)
+    stop_on = {w.drug: max(p.as_of, earliest - dt.timedelta(days=w.days))
+               for w in windows if w.stop is None}
+    return ConceptionPlan(earliest, latest, tuple(windows), stop_on)

@@ -365,6 +365,10 @@ def _requirement_steps(ruleset: RuleSet, ev: Evaluation, candidates: list[Candid
             continue
         rank = {"stop": 0, "hold": 1, "continue": 2}
         e = min(mine, key=lambda x: (rank[x.if_taken], -x.priority, x.rule))
+        held_for_data = any(x.drug == drug and x.data_only and x.if_taken in ("hold", "stop")
+                            for x in excluded)
+        if e.if_taken == "continue" and (held_for_data or _guard(ruleset, ev, drug, "continue")):
+            continue  # never "continue" a drug another requirement holds until it is known
         rule = ruleset.by_id[e.rule]
         label = _label(ruleset, drug)
         fix = "".join(f" {t}" for t in (e.fix, e.also) if t)
@@ -378,6 +382,10 @@ def _requirement_steps(ruleset: RuleSet, ev: Evaluation, candidates: list[Candid
             summary = (f"{REQUIREMENT_FATE[e.if_taken]} {label} now{until}: "
                        f"{requirement}{facts}.{fix}")
             action, stops = "stop", (drug,)
+        # What the drug's own rules would do once the requirement is met (a hold only).
+        wanted = [c for c in candidates if c.drug == drug and c.action not in STOPPING]
+        if wanted and e.if_taken == "hold":
+            summary += f" Then: {wanted[0].summary[:1].lower()}{wanted[0].summary[1:]}."
         out.append(Candidate(action, drug, ruleset.drugs[drug].stage,
                              min(e.priority, REQUIREMENT_PRIORITY), rule, None, summary,
                              stops, requirement=True))
@@ -669,6 +677,8 @@ def _partition(ruleset: RuleSet, ev: Evaluation, candidates: list[Candidate],
     held: list[tuple[Candidate, list[CourseView]]] = []
     for c in candidates:
         if c.requirement:
+            if c.action not in STOPPING and _guard(ruleset, ev, c.drug, c.action):
+                continue  # defence in depth: a teratogen continues only if pregnancy is ruled out
             split.eligible.append(c)
             continue
         guard = _guard(ruleset, ev, c.drug, c.action)
@@ -676,6 +686,10 @@ def _partition(ruleset: RuleSet, ev: Evaluation, candidates: list[Candidate],
             excluded.append(guard)
         mine = [e for e in excluded if e.drug == c.drug] \
             if c.drug and c.action not in STOPPING else []
+        if c.action in ("continue", "increase") and c.drug in _current(ruleset, ev):
+            # A rule about starting the drug says nothing about keeping a current course,
+            # and one whose current course continues does not block continuing it.
+            mine = [e for e in mine if e.if_taken not in ("start_only", "continue")]
         if mine:
             if all(e.liftable for e in mine) and not split.eligible:
                 split.blocked_by_data.append(c)
@@ -724,7 +738,8 @@ def _gather_step(ruleset: RuleSet, ev: Evaluation, wanted: Candidate,
         summary = f"Before the next step ({wanted.summary}): " + " ".join(
             a if a.endswith(".") else a + ";" for a in asks).rstrip(";")
     else:
-        summary = "Gather data before deciding: " + "; ".join(asks)
+        before = f"before {_label(ruleset, wanted.drug)}" if wanted.drug else "before deciding"
+        summary = f"Gather data {before}: " + "; ".join(asks)
     step = Candidate("gather_data", None, wanted.stage, wanted.priority, rule, None,
                      summary)
     waits = ("It waits for what this step asks, because: " if fixes else
@@ -746,16 +761,38 @@ def _unmet_while_taken(ruleset: RuleSet, ev: Evaluation, rec: Candidate,
         done |= stopped_by(c.action, c.drug, c.stops)
     out = [("critical", c.summary, c.rule_id) for c in requirements
            if c is not rec and c.drug not in done]
-    asked: dict[str, Excluded] = {}
-    for e in excluded:
-        if (e.data_only and e.if_taken in ("hold", "stop") and e.drug not in done
-                and ev.facts.get(f"{e.drug}_status") == "current"):
-            asked.setdefault(e.drug, e)
-    for drug, e in asked.items():
+    said = {c.drug for c in requirements}
+    rank = {"stop": 0, "hold": 1, "continue": 2}
+    worst: dict[str, Excluded] = {}
+    for e in excluded:  # every other current drug that a requirement no longer covers
+        if (e.if_taken != "start_only" and e.drug not in done and e.drug not in said
+                and ev.facts.get(f"{e.drug}_status") == "current" and e.rule != GUARD_RULE):
+            old = worst.get(e.drug)
+            if old is None or (rank[e.if_taken], not e.data_only) < (rank[old.if_taken],
+                                                                       not old.data_only):
+                worst[e.drug] = e
+    for drug, e in worst.items():
+        fate = {"stop": "stop it", "hold": "hold it until the requirement is met",
+                "continue": "it continues while the requirement is met"}[e.if_taken]
+        known = "is not known to be met" if e.data_only else "is not met"
+        extra = "".join(f" {t}" for t in (e.fix, e.also) if t)
         out.append(("critical", f"{_cap(_label(ruleset, drug))} is taken, but a requirement "
-                    f"is not known to be met: hold it until it is ({e.reason.rstrip('.')}).",
-                    e.rule))
+                    f"{known}: {fate} ({e.reason.rstrip('.')}).{extra}", e.rule))
     return out
+
+
+def _nothing_open(rec: Candidate, why_not: list[WhyNot]) -> tuple[Candidate, str]:
+    """No step is open: say what blocks each option, not "refer to a specialist" (the
+    reader is often the specialist)."""
+    blocked = [w for w in why_not if w.status in ("excluded", "waiting", "combination")]
+    names = ", ".join(w.drug.replace("_", " ") for w in blocked) or "none"
+    summary = (f"No step on the ladder is open for this patient: every option is blocked "
+               f"({names}); decide with the team what can change")
+    rationale = ("No rule recommends a step that is not blocked. What blocks each option: "
+                 + " ".join(f"{w.drug.replace('_', ' ')}: {w.reason}" for w in blocked)
+                 if blocked else "No rule of the rule set recommends a step for this "
+                 "patient; the clinical team decides.")
+    return Candidate(rec.action, None, rec.stage, rec.priority, None, None, summary), rationale
 
 
 def _cap(text: str) -> str:
@@ -766,10 +803,15 @@ def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
     """Pick one next step; keep the rest as alternatives, with reasons for all."""
     ctx = context(ruleset, ev)
     candidates = _candidates(ruleset, ev, ctx)
-    excluded = _exclusions(ruleset, ev, ctx)
-    requirements = _requirement_steps(ruleset, ev, candidates, excluded)
+    every_exclusion = _exclusions(ruleset, ev, ctx)
+    requirements = _requirement_steps(ruleset, ev, candidates, every_exclusion)
     if requirements:
         candidates = sorted(candidates + requirements, key=lambda c: (-c.priority, c.rule_id))
+    # A rule about starting a drug, or one under which a current course continues, does
+    # not exclude the course the patient takes: its requirement is a step or a warning.
+    current = set(_current(ruleset, ev))
+    excluded = [e for e in every_exclusion
+                if not (e.drug in current and e.if_taken in ("start_only", "continue"))]
     split = _partition(ruleset, ev, candidates, excluded)
     eligible, blocked_by_data, combos = split.eligible, split.blocked_by_data, split.combos
     requests: dict[str, str] = {}
@@ -813,6 +855,7 @@ def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
         if alt.drug in stopped and alt.action in KEEPING:
             continue
         if alt.action == "stop" and rec.action != "gather_data" and \
+                alt.priority >= REQUIREMENT_PRIORITY and \
                 not stopped_by(alt.action, alt.drug, alt.stops) <= stopped:
             also_stop.append(alt)  # a second safety stop is done too, not an option
             stopped |= stopped_by(alt.action, alt.drug, alt.stops)
@@ -833,7 +876,7 @@ def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
                              fired.rule.id))
     warnings += [("critical", f"Also now: {c.summary} [{c.rule_id}]", c.rule_id)
                  for c in also_stop]
-    warnings += _unmet_while_taken(ruleset, ev, rec, requirements, excluded, also_stop)
+    warnings += _unmet_while_taken(ruleset, ev, rec, requirements, every_exclusion, also_stop)
     warnings.sort(key=lambda w: (SEVERITY_RANK[w[0]], w[2]))
 
     weight_missing = ev.facts.get("weight_kg") is None and any(
@@ -855,12 +898,15 @@ def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
         monitoring.append(Monitor("clasi_review", f"due {until}: judge the response to "
                                   f"{_label(ruleset, rec.drug)} (end of its trial period)",
                                   TRIAL_RULE, rec.note, rec.drug))
+    why_not = _why_not(ruleset, ev, rec, candidates, ex_sorted, combos, split.waiting)
+    if rec.rule is None and rec.engine_rule is None and rec.action == "refer":
+        rec, rationale = _nothing_open(rec, why_not)
     return Decision(
         recommendation=rec, rationale=rationale, evidence=evidence,
         alternatives=unique_alts, excluded=ex_sorted,
         monitoring=monitoring,
         warnings=warnings,
         missing_data=sorted(requests.items()),
-        why_not=_why_not(ruleset, ev, rec, candidates, ex_sorted, combos, split.waiting),
+        why_not=why_not,
         on_hold=wanted,
     )

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from . import vocabulary as V
-from .courses import (PHASES, CourseView, antimalarial_years, course_key, course_views,
-                      creatinine_clearance, first_antimalarial_start)
+from .courses import (PHASES, CourseView, antimalarial_years, conception_plan, course_key,
+                      course_views, creatinine_clearance, first_antimalarial_start)
 from .models import Course, Patient
 
 YES, NO, UNKNOWN = "yes", "no", "unknown"
@@ -126,6 +126,9 @@ def _specs(drug_classes: Iterable[str]) -> dict[str, FactSpec]:
                      unit="months"),
             FactSpec(f"{drug}_stop_reason", "enum", f"{name}: why the latest course stopped",
                      V.STOP_REASONS),
+            FactSpec(f"{drug}_conception_stop_weeks", "number",
+                     f"{name}: weeks from today until it must be stopped for the earliest "
+                     "conception date every window allows (0: now)", unit="weeks"),
             FactSpec(f"{drug}_weeks_since_stop", "number",
                      f"{name}: weeks since the latest course stopped", unit="weeks"),
             FactSpec(f"{drug}_dose_mg_per_day", "number", f"{name}: current daily dose",
@@ -195,8 +198,11 @@ def _reproductive(p: Patient) -> dict[str, Any]:
     out = _woman(p)
     r = p.reproductive
     if p.demographics.sex == "male":
-        out.update(planning_pregnancy=NO,
-                   partner_may_conceive=_tri(r.partner_may_conceive) if r else UNKNOWN,
+        # A pregnant partner counts as a partner who may conceive: condoms are still
+        # needed (conservative).
+        partner = YES if r and r.partner_pregnant is True else (
+            _tri(r.partner_may_conceive) if r else UNKNOWN)
+        out.update(planning_pregnancy=NO, partner_may_conceive=partner,
                    condom_use=_tri(r.condom_use) if r else UNKNOWN,
                    planning_to_father=_tri(r.planning_to_father) if r else UNKNOWN)
         return out
@@ -371,6 +377,11 @@ def patient_facts(p: Patient, ruleset: Any,
         f["g6pd"] = "deficient" if "g6pd_deficiency" in present else UNKNOWN
     if "g6pd_deficiency" in present:
         f["g6pd"] = "deficient"
+
+    plan = conception_plan(p, ruleset.drugs, ruleset.days)
+    if plan is not None:
+        for drug, stop in plan.stop_on.items():
+            f[f"{drug}_conception_stop_weeks"] = _num((stop - p.as_of).days / 7)
 
     crcl = creatinine_clearance(p)
     if crcl is not None:

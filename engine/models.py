@@ -133,6 +133,10 @@ class Reproductive(_Strict):
     partner_may_conceive: TriState = Field(
         default="unknown", description="Men: a partner who may conceive.")
     condom_use: TriState = Field(default="unknown", description="Men: uses condoms.")
+    partner_pregnant: TriState = Field(
+        default="unknown", description="Men: a pregnant partner (condoms are still needed "
+        "with thalidomide or lenalidomide; conservative: treated as a partner who may "
+        "conceive).")
     planning_to_father: TriState = Field(
         default="unknown", description="Men: planning to father a child.")
 

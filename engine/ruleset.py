@@ -171,7 +171,9 @@ class WomanProfile(_Strict):
 class ManProfile(_Strict):
     """What a man on the drug needs when a partner may conceive."""
 
-    condoms: bool = False
+    # required: the drug is not given to a man who does not use them (the label's
+    # programme); advised: the label asks for them, guidelines differ: a warning says so.
+    condoms: Literal["required", "advised", "no"] = "no"
     after_last_dose: Duration | None = None     # named threshold
     stop_before_conception: Duration | None = None
     disagreement: str = ""                      # where sources differ: said in the advice

@@ -11,7 +11,7 @@ import datetime as dt
 import math
 from typing import Any
 
-from .courses import antimalarial_days
+from .courses import antimalarial_days, conception_plan
 from .evaluate import Evaluation
 from .facts import ANTIMALARIALS, vte_risk_factors
 from .ruleset import RuleSet
@@ -89,12 +89,55 @@ def _course_values(out: dict[str, Any], ruleset: RuleSet, ev: Evaluation) -> Non
         names = [_label(ruleset, d) for d in drugs if d in current]
         return " and ".join(names) if names else "none"
 
-    def after(drugs: list[str]) -> str:
-        dates = [conception[d] for d in drugs if d in current and d in conception]
-        return max(dates) if dates else "unknown"
+    plan = conception_plan(p, ruleset.drugs, ruleset.days)
 
+    def after(drugs: list[str]) -> str:
+        # The latest end of every window, past drugs' included: never only the drugs named.
+        return str(plan.earliest) if plan is not None else "unknown"
+
+    planning_stop = Lookup()
+    window_end = Lookup()
+    if plan is not None:
+        for drug, stop in plan.stop_on.items():
+            planning_stop[drug] = str(stop)
+        for w in plan.windows:
+            if w.stop is not None:
+                window_end[w.drug] = str(w.ends)
+    start_from = Lookup()  # the first day a start is allowed by the contraception's age
+    since = p.reproductive.contraception_since if p.reproductive else None
+    for drug, entry in ruleset.drugs.items():
+        woman = entry.reproductive.woman if entry.reproductive else None
+        if since is not None and woman is not None and woman.before_start:
+            start_from[drug] = str(since + dt.timedelta(
+                days=ruleset.days(woman.before_start) or 0))
     out.update(stop_date=stop_date, conception_from=conception, recorded_dose=recorded,
-               trial_until=trial, current_among=_Among(among), conception_after=_Among(after))
+               trial_until=trial, current_among=_Among(among), conception_after=_Among(after),
+               planning_stop_date=planning_stop, window_end=window_end, start_from=start_from,
+               conception_plan=_plan_text(plan, ruleset, p.as_of))
+
+
+def _plan_text(plan: Any, ruleset: RuleSet, today: dt.date) -> str:
+    """The conception plan in words: the earliest date, which window sets it, and when
+    each drug taken now stops."""
+    if plan is None:
+        return "no drug taken now or before has an interval before conception"
+    w = plan.set_by
+    why = (f"{_label(ruleset, w.drug)}, stopped {w.stop}, needs {_days_words(w.days)} after "
+           "the last dose" if w.stop is not None else
+           f"{_label(ruleset, w.drug)} needs {_days_words(w.days)} after it is stopped")
+    stops = "; ".join(f"stop {_label(ruleset, d)} "
+                      + ("now" if s <= today else f"on {s}")
+                      for d, s in sorted(plan.stop_on.items(), key=lambda x: (x[1], x[0])))
+    return (f"conception from {plan.earliest} (the latest end of every window: {why})"
+            + (f"; {stops}" if stops else ""))
+
+
+def _days_words(days: int) -> str:
+    for unit, size in (("years", 365.25), ("months", 30.44), ("weeks", 7)):
+        n = days / size
+        if n >= 1 and abs(n - round(n)) < 0.05:
+            return f"{round(n)} {unit if round(n) != 1 else unit[:-1]}"
+    return f"{days} days"
 
 
 def _retinal_values(out: dict[str, Any], ruleset: RuleSet, ev: Evaluation) -> None:
@@ -123,6 +166,11 @@ def _crcl_value(out: dict[str, Any], ruleset: RuleSet, ev: Evaluation) -> None:
             f"{p.labs.creatinine.value:g} umol/L on {p.labs.creatinine.date})")
 
 
+def _condom_values(out: dict[str, Any], ruleset: RuleSet, ev: Evaluation) -> None:
+    out["condom_use_words"] = {"yes": "uses condoms", "no": "does not use condoms"}.get(
+        ev.facts.get("condom_use", ""), "not documented")
+
+
 def _vte_values(out: dict[str, Any], ruleset: RuleSet, ev: Evaluation) -> None:
     factors = vte_risk_factors(ev.patient, ruleset.thresholds)
     out["vte_factors"] = ", ".join(factors) or "none recorded"
@@ -135,10 +183,12 @@ MODIFIABLE_VTE = ("oestrogen-containing contraception", "smoking", "immobility")
 
 _MAKERS = {
     **dict.fromkeys(("stop_date", "conception_from", "recorded_dose", "trial_until",
-                     "current_among", "conception_after"), _course_values),
+                     "current_among", "conception_after", "planning_stop_date",
+                     "window_end", "conception_plan", "start_from"), _course_values),
     **dict.fromkeys(("retinal_due", "retinal_annual_from", "retinal_when"), _retinal_values),
     "in_trial_until": _trial_value, "crcl_formula": _crcl_value,
     **dict.fromkeys(("vte_factors", "vte_modifiable"), _vte_values),
+    "condom_use_words": _condom_values,
 }
 
 

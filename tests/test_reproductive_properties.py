@@ -79,7 +79,10 @@ def unmet(ruleset, drug: str, record: dict[str, Any]) -> list[str]:
         if man is None:
             return out
         partner = r.get("partner_may_conceive", "unknown")
-        if man.condoms and partner in (True, "unknown") and r.get("condom_use") is not True:
+        # Condoms the programme requires (thalidomide, lenalidomide); where the label only
+        # advises them and guidelines consider paternal use compatible, a warning says so.
+        if man.condoms == "required" and partner in (True, "unknown") and \
+                r.get("condom_use") is not True:
             out.append("condoms")
         if man.stop_before_conception and r.get("planning_to_father") is True:
             out.append("planning to father")
