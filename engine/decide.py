@@ -42,7 +42,8 @@ NEXT_STAGES = {"topical": ("antimalarial",), "antimalarial": ("bridge", "immunos
                "bridge": ("immunosuppressant",), "immunosuppressant": ("refractory",),
                "refractory": ("specialist",), "specialist": ()}
 STOPPING = ("stop", "reduce")
-STARTING = ("start", "add", "switch", "reintroduce")  # never blocked by an exclusion: they lower exposure
+# Steps that put a drug forward (a stop or a reduction lowers exposure: never blocked).
+STARTING = ("start", "add", "switch", "reintroduce")
 SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 
 
@@ -161,7 +162,7 @@ def _course_doses(ev: Evaluation, drug: str) -> list[tuple[Any, float | None, st
 
 def _doses_of(patient: Patient, drug: str) -> list[tuple[Any, float | None, str, str | None]]:
     courses = sorted((c for c in patient.treatments if c.drug == drug), key=course_key)
-    out = []
+    out: list[tuple[Any, float | None, str, str | None]] = []
     for c in courses:
         if c.dose_mg_per_day is not None:
             out.append((c, c.dose_mg_per_day, "mg/day", c.stop_reason))
@@ -182,6 +183,7 @@ def _dose_rules(ev: Evaluation) -> dict[str, tuple[str, str]]:
     dosing = [f for f in ev.fired if f.rule.spec.then.dose is not None]
     for fired in sorted(dosing, key=lambda f: (-f.rule.spec.priority, f.rule.id)):
         spec = fired.rule.spec.then.dose
+        assert spec is not None
         out.setdefault(spec.drug, (spec.dose.strip(), fired.rule.id))
     ev.__dict__["_dose_rules"] = out
     return out
@@ -254,7 +256,7 @@ def _summary(ruleset: RuleSet, ev: Evaluation, rule: Rule, action: str, drug: st
 
 
 def _is_systemic(ruleset: RuleSet, drug: str | None) -> bool:
-    return bool(drug) and ruleset.drugs[drug].stage != "topical"
+    return drug is not None and ruleset.drugs[drug].stage != "topical"
 
 
 def _main_current_drug(ruleset: RuleSet, ev: Evaluation) -> str | None:
@@ -374,9 +376,10 @@ def _requirement_steps(ruleset: RuleSet, ev: Evaluation, candidates: list[Candid
         fix = "".join(f" {t}" for t in (e.fix, e.also) if t)
         requirement = rule.spec.title[:1].lower() + rule.spec.title[1:]
         facts = f" (this patient: {e.facts})" if e.facts else ""
+        stops: tuple[str, ...] = ()
         if e.if_taken == "continue":
             summary = f"Continue {label}; a requirement is not met: {requirement}{facts}.{fix}"
-            action, stops = "continue", ()
+            action = "continue"
         else:
             until = " until the requirement is met" if e.if_taken == "hold" else ""
             summary = (f"{REQUIREMENT_FATE[e.if_taken]} {label} now{until}: "
@@ -445,7 +448,8 @@ def _trial_hold(ruleset: RuleSet, c: Candidate, trials: list[CourseView]) -> Can
     v = min(trials, key=lambda t: (t.trial_until or dt.date.max, t.drug))
     label = _label(ruleset, v.drug)
     note = (f"{c.summary} ({c.rule_id}) waits: {label}, started {v.start}, is within its "
-            f"trial period until {v.trial_until} (the drug catalogue's trial period). No second drug "
+            f"trial period until {v.trial_until} (the drug catalogue's trial period). "
+            "No second drug "
             "is added, or swapped in, while one is being judged.")
     return Candidate("continue", v.drug, ruleset.drugs[v.drug].stage, c.priority, None, None,
                      f"Continue {label}; judge the response on {v.trial_until} before adding "
@@ -559,20 +563,25 @@ def _schedule(spec: MonitorSpec, ev: Evaluation, ruleset: RuleSet,
 
 
 def _monitoring(ruleset: RuleSet, ev: Evaluation, rec: Candidate | None,
-                rec_rule: str, ctx: dict[str, Any]) -> list[Monitor]:
+                rec_rule: str, ctx: dict[str, Any], blocked: set[str]) -> list[Monitor]:
+    """The items of the fired rules that follow the step: not those of a drug the step
+    stops, nor of a drug that is not taken and cannot be started (`blocked`)."""
     out: dict[tuple[str, str], Monitor] = {}
     stopping = set(rec.stops) if rec else set()
     if rec is not None and rec.action == "stop" and rec.drug:
         stopping.add(rec.drug)
+    rec_drug = rec.drug if rec is not None else None
     for fired in ev.fired:
         for spec in fired.rule.spec.then.monitor or []:
             if fired.rule.spec.then.recommend and fired.rule.id != rec_rule:
                 continue  # the plan of a step that was not chosen
             current = ev.facts.get(f"{spec.drug}_status") == "current"
             keep = (spec.drug is None
-                    or (fired.rule.id == rec_rule and (current or spec.drug == rec.drug))
-                    or (rec is not None and spec.drug == rec.drug and rec.action != "stop")
+                    or (fired.rule.id == rec_rule and (current or spec.drug == rec_drug))
+                    or (rec is not None and spec.drug == rec_drug and rec.action != "stop")
                     or (current and spec.drug not in stopping))
+            if spec.drug in blocked and not current and spec.drug != rec_drug:
+                keep = False
             if not keep or not _in_window(spec, ev, ruleset):
                 continue
             item = Monitor(spec.what, _schedule(spec, ev, ruleset, ctx), fired.rule.id,
@@ -649,10 +658,13 @@ def _why_not(ruleset: RuleSet, ev: Evaluation, rec: Candidate, candidates: list[
                               (c.rule_id, rec.rule_id)))
             continue
         silent = [r for r in ruleset.recommenders.get(drug, ())
-                  if r.id not in fired and r.spec.then.recommend.action in STARTING][:2]
+                  if r.id not in fired and r.spec.then.recommend is not None
+                  and r.spec.then.recommend.action in STARTING][:2]
         if silent:  # the two shown: their unmet conditions are computed, no others
             reasons = "; ".join(
-                f"{r.id} needs {'; '.join(unmet_words(r.condition, ev.facts, ev.derived, ruleset)) or 'its conditions'}"
+                f"{r.id} needs "
+                + ("; ".join(unmet_words(r.condition, ev.facts, ev.derived, ruleset))
+                   or "its conditions")
                 for r in silent)
             out.append(WhyNot(drug, "not_indicated", reasons, tuple(r.id for r in silent)))
         else:
@@ -724,7 +736,8 @@ def _partition(ruleset: RuleSet, ev: Evaluation, candidates: list[Candidate],
 
 
 def _gather_step(ruleset: RuleSet, ev: Evaluation, wanted: Candidate,
-                 excluded: list[Excluded], requests: dict[str, str]) -> tuple[Candidate, str, list[str]]:
+                 excluded: list[Excluded],
+                 requests: dict[str, str]) -> tuple[Candidate, str, list[str]]:
     """`gather_data` for a step on hold: what to collect, and why."""
     holds = [e for e in excluded if e.drug == wanted.drug]
     rule = ruleset.by_id.get(holds[0].rule) if holds and holds[0].rule in ruleset.by_id \
@@ -799,6 +812,119 @@ def _cap(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+@dataclass
+class _Choice:
+    rec: Candidate
+    rationale: str
+    evidence: list[str]
+    alternatives: list[Candidate]
+    wanted: Candidate | None = None  # the step a gather_data waits for
+
+
+def _choose(ruleset: RuleSet, ev: Evaluation, split: _Split, excluded: list[Excluded],
+            requests: dict[str, str], ctx: dict[str, Any]) -> _Choice:
+    """The step: the best eligible candidate, or gathering what the best blocked one
+    waits for when it ranks at least as high, or the fallback."""
+    eligible, blocked_by_data = split.eligible, split.blocked_by_data
+    best = eligible[0] if eligible else None
+    if blocked_by_data and (best is None or blocked_by_data[0].priority >= best.priority):
+        wanted = blocked_by_data[0]
+        rec, rationale, evidence = _gather_step(ruleset, ev, wanted, excluded, requests)
+        return _Choice(rec, rationale, evidence, eligible, wanted)
+    if best is None:
+        rec = Candidate("refer", None, "specialist", 0, None, None,
+                        "Refer to a CLE specialist: no rule applies to this patient")
+        return _Choice(rec, "No rule of the rule set recommends a step for this patient, "
+                       "or every option is excluded; a specialist decides.", [], [])
+    if best.rule is not None:
+        return _Choice(best, render_text(best.rule.spec.because.strip(), ctx),
+                       list(best.rule.spec.evidence), eligible[1:])
+    entry = ruleset.drugs[best.drug] if best.drug else None  # an engine step: a course
+    evidence = sorted(set(entry.course.evidence if entry else [])  # invariant of the catalogue
+                      | set(entry.dosing.evidence if entry and entry.dosing else []))
+    return _Choice(best, best.note, evidence, eligible[1:])
+
+
+def _arrange(rec: Candidate, alternatives: list[Candidate],
+             split: _Split) -> tuple[list[Candidate], list[Candidate]]:
+    """The alternatives worth showing, and the other safety stops that are done too."""
+    seen = {(rec.action, rec.drug)}
+    # A step that stops drugs is not undone by an alternative that keeps one of them.
+    stopped = stopped_by(rec.action, rec.drug, rec.stops)
+    spec = rec.rule.spec.then.recommend if rec.rule is not None else None
+    holds = bool(spec and spec.holds_starts and not rec.engine_rule)
+    unique_alts: list[Candidate] = []
+    also_stop: list[Candidate] = []
+    for alt in alternatives:
+        if alt.drug in stopped and alt.action in KEEPING:
+            continue
+        if alt.action == "stop" and rec.action != "gather_data" and \
+                alt.priority >= REQUIREMENT_PRIORITY and \
+                not stopped_by(alt.action, alt.drug, alt.stops) <= stopped:
+            also_stop.append(alt)  # a second safety stop is done too, not an option
+            stopped |= stopped_by(alt.action, alt.drug, alt.stops)
+            continue
+        if holds and alt.drug and alt.action in STARTING:  # "no new drug now"
+            assert rec.rule is not None
+            split.waiting.setdefault(alt.drug, f"waits: no new drug starts while the step "
+                                     f"is {rec.rule_id}: {rec.rule.spec.title}")
+            continue
+        if (alt.action, alt.drug) not in seen:
+            seen.add((alt.action, alt.drug))
+            unique_alts.append(alt)
+    return unique_alts, also_stop
+
+
+def _warnings(ruleset: RuleSet, ev: Evaluation, ctx: dict[str, Any], rec: Candidate,
+              requirements: list[Candidate], exclusions: list[Excluded],
+              also_stop: list[Candidate], gone: set[str]) -> list[tuple[str, str, str]]:
+    """The rules' warnings, the other safety stops and unmet requirements. A warning
+    `about` drugs is left out when each of them is out of play (`gone`: stopped by the
+    step, or not taken and ruled out) and it is not critical."""
+    warnings = []
+    for fired in ev.fired:
+        warn = fired.rule.spec.then.warn
+        if warn and warn.about and warn.severity != "critical" and set(warn.about) <= gone \
+                and not any(ev.facts.get(f"{d}_status") == "current" and d not in
+                            stopped_by(rec.action, rec.drug, rec.stops) for d in warn.about):
+            continue
+        if warn:
+            warnings.append((warn.severity, render_text(warn.message.strip(), ctx),
+                             fired.rule.id))
+    warnings += [("critical", f"Also now: {c.summary} [{c.rule_id}]", c.rule_id)
+                 for c in also_stop]
+    warnings += _unmet_while_taken(ruleset, ev, rec, requirements, exclusions, also_stop)
+    warnings.sort(key=lambda w: (SEVERITY_RANK[w[0]], w[2]))
+    return warnings
+
+
+def _blocked(excluded: list[Excluded]) -> set[str]:
+    """Drugs ruled out by a requirement that cannot be met today (no data, no fix)."""
+    by_drug: dict[str, list[Excluded]] = {}
+    for e in excluded:
+        by_drug.setdefault(e.drug, []).append(e)
+    return {d for d, es in by_drug.items() if not all(e.liftable for e in es)}
+
+
+def _all_monitoring(ruleset: RuleSet, ev: Evaluation, rec: Candidate,
+                    ctx: dict[str, Any], blocked: set[str]) -> list[Monitor]:
+    """The rules' items for the chosen step, the relapse watch of what it stops, and the
+    review date of a course in its trial."""
+    rec_rule = rec.rule_id if rec.action != "gather_data" else ""
+    chosen = rec if rec.action != "gather_data" else None
+    monitoring = _monitoring(ruleset, ev, chosen, rec_rule, ctx, blocked)
+    if chosen is not None:
+        have = {(m.what, m.drug) for m in monitoring}
+        monitoring += [m for m in _relapse_watch(ruleset, ev, chosen)
+                       if (m.what, m.drug) not in have]
+    if rec.engine_rule == TRIAL_RULE and rec.drug:
+        until = ev.courses[rec.drug].trial_until
+        monitoring.append(Monitor("clasi_review", f"due {until}: judge the response to "
+                                  f"{_label(ruleset, rec.drug)} (end of its trial period)",
+                                  TRIAL_RULE, rec.note, rec.drug))
+    return monitoring
+
+
 def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
     """Pick one next step; keep the rest as alternatives, with reasons for all."""
     ctx = context(ruleset, ev)
@@ -813,100 +939,29 @@ def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
     excluded = [e for e in every_exclusion
                 if not (e.drug in current and e.if_taken in ("start_only", "continue"))]
     split = _partition(ruleset, ev, candidates, excluded)
-    eligible, blocked_by_data, combos = split.eligible, split.blocked_by_data, split.combos
     requests: dict[str, str] = {}
     for fired in ev.fired:
         for req in fired.rule.spec.then.request or []:
             requests.setdefault(req.field, req.why.strip())
-
-    best = eligible[0] if eligible else None
-    wanted = None
-    if blocked_by_data and (best is None or blocked_by_data[0].priority >= best.priority):
-        wanted = blocked_by_data[0]
-        rec, rationale, evidence = _gather_step(ruleset, ev, wanted, excluded, requests)
-        alternatives = eligible
-    elif best is not None:
-        rec = best
-        if best.rule is not None:
-            rationale = render_text(best.rule.spec.because.strip(), ctx)
-            evidence = list(best.rule.spec.evidence)
-        else:  # an engine step: a course invariant of drugs.yaml
-            entry = ruleset.drugs[best.drug] if best.drug else None
-            rationale = best.note
-            evidence = sorted(set(entry.course.evidence if entry else [])
-                              | set(entry.dosing.evidence if entry and entry.dosing else []))
-        alternatives = eligible[1:]
-    else:
-        rec = Candidate("refer", None, "specialist", 0, None, None,
-                        "Refer to a CLE specialist: no rule applies to this patient")
-        rationale = ("No rule of the rule set recommends a step for this patient, or "
-                     "every option is excluded; a specialist decides.")
-        evidence, alternatives = [], []
+    choice = _choose(ruleset, ev, split, excluded, requests, ctx)
+    rec, rationale = choice.rec, choice.rationale
     if rec.engine_rule == UNJUDGED_RULE:
         requests.setdefault("treatments[].response", rec.note)
-    seen = {(rec.action, rec.drug)}
-    # A step that stops drugs is not undone by an alternative that keeps one of them.
-    stopped = stopped_by(rec.action, rec.drug, rec.stops)
-    spec = rec.rule.spec.then.recommend if rec.rule is not None else None
-    holds = bool(spec and spec.holds_starts and not rec.engine_rule)
-    unique_alts = []
-    also_stop: list[Candidate] = []
-    for alt in alternatives:
-        if alt.drug in stopped and alt.action in KEEPING:
-            continue
-        if alt.action == "stop" and rec.action != "gather_data" and \
-                alt.priority >= REQUIREMENT_PRIORITY and \
-                not stopped_by(alt.action, alt.drug, alt.stops) <= stopped:
-            also_stop.append(alt)  # a second safety stop is done too, not an option
-            stopped |= stopped_by(alt.action, alt.drug, alt.stops)
-            continue
-        if holds and alt.drug and alt.action in STARTING:  # "no new drug now"
-            split.waiting.setdefault(alt.drug, f"waits: no new drug starts while the step "
-                                     f"is {rec.rule_id}: {rec.rule.spec.title}")
-            continue
-        if (alt.action, alt.drug) not in seen:
-            seen.add((alt.action, alt.drug))
-            unique_alts.append(alt)
-
-    warnings = []
-    for fired in ev.fired:
-        warn = fired.rule.spec.then.warn
-        if warn:
-            warnings.append((warn.severity, render_text(warn.message.strip(), ctx),
-                             fired.rule.id))
-    warnings += [("critical", f"Also now: {c.summary} [{c.rule_id}]", c.rule_id)
-                 for c in also_stop]
-    warnings += _unmet_while_taken(ruleset, ev, rec, requirements, every_exclusion, also_stop)
-    warnings.sort(key=lambda w: (SEVERITY_RANK[w[0]], w[2]))
-
-    weight_missing = ev.facts.get("weight_kg") is None and any(
-        c.drug and ruleset.drugs[c.drug].dose_limit for c in [rec] + unique_alts)
-    if weight_missing:
+    unique_alts, also_stop = _arrange(rec, choice.alternatives, split)
+    warnings = _warnings(ruleset, ev, ctx, rec, requirements, every_exclusion, also_stop,
+                         _blocked(excluded) | stopped_by(rec.action, rec.drug, rec.stops))
+    if ev.facts.get("weight_kg") is None and any(
+            c.drug and ruleset.drugs[c.drug].dose_limit for c in [rec] + unique_alts):
         requests.setdefault("demographics.weight_kg",
                             "weight-based dose limit (real body weight)")
     ex_sorted = sorted({(e.drug, e.rule): e for e in excluded}.values(),
                        key=lambda e: (e.drug, e.rule))
-    rec_rule = rec.rule_id if rec.action != "gather_data" else ""
-    chosen = rec if rec.action != "gather_data" else None
-    monitoring = _monitoring(ruleset, ev, chosen, rec_rule, ctx)
-    if chosen is not None:
-        have = {(m.what, m.drug) for m in monitoring}
-        monitoring += [m for m in _relapse_watch(ruleset, ev, chosen)
-                       if (m.what, m.drug) not in have]
-    if rec.engine_rule == TRIAL_RULE and rec.drug:
-        until = ev.courses[rec.drug].trial_until
-        monitoring.append(Monitor("clasi_review", f"due {until}: judge the response to "
-                                  f"{_label(ruleset, rec.drug)} (end of its trial period)",
-                                  TRIAL_RULE, rec.note, rec.drug))
-    why_not = _why_not(ruleset, ev, rec, candidates, ex_sorted, combos, split.waiting)
+    blocked = _blocked(excluded)
+    monitoring = _all_monitoring(ruleset, ev, rec, ctx, blocked)
+    why_not = _why_not(ruleset, ev, rec, candidates, ex_sorted, split.combos, split.waiting)
     if rec.rule is None and rec.engine_rule is None and rec.action == "refer":
         rec, rationale = _nothing_open(rec, why_not)
-    return Decision(
-        recommendation=rec, rationale=rationale, evidence=evidence,
-        alternatives=unique_alts, excluded=ex_sorted,
-        monitoring=monitoring,
-        warnings=warnings,
-        missing_data=sorted(requests.items()),
-        why_not=why_not,
-        on_hold=wanted,
-    )
+    return Decision(recommendation=rec, rationale=rationale, evidence=choice.evidence,
+                    alternatives=unique_alts, excluded=ex_sorted, monitoring=monitoring,
+                    warnings=warnings, missing_data=sorted(requests.items()),
+                    why_not=why_not, on_hold=choice.wanted)

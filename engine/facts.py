@@ -44,6 +44,49 @@ class FactSpec:
         return tuple(v for v in self.values if v != UNKNOWN)
 
 
+def _drug_specs(drug: str) -> list[FactSpec]:
+    """The facts of one drug's courses."""
+    name = drug.replace("_", " ")
+    return [
+        FactSpec(f"{drug}_status", "enum", f"{name}: never taken, current or stopped",
+                 ("never", "current", "stopped"), default="never"),
+        FactSpec(f"{drug}_response", "enum", f"{name}: response of the latest course",
+                 V.RESPONSES),
+        FactSpec(f"{drug}_months", "number", f"{name}: length of the latest course",
+                 unit="months"),
+        FactSpec(f"{drug}_stop_reason", "enum", f"{name}: why the latest course stopped",
+                 V.STOP_REASONS),
+        FactSpec(f"{drug}_conception_stop_weeks", "number",
+                 f"{name}: weeks from today until it must be stopped for the earliest "
+                 "conception date every window allows (0: now)", unit="weeks"),
+        FactSpec(f"{drug}_weeks_since_stop", "number",
+                 f"{name}: weeks since the latest course stopped", unit="weeks"),
+        FactSpec(f"{drug}_dose_mg_per_day", "number", f"{name}: current daily dose",
+                 unit="mg/day"),
+        FactSpec(f"{drug}_dose_mg_per_kg", "number",
+                 f"{name}: current daily dose per kg real body weight",
+                 unit="mg/kg/day"),
+        FactSpec(f"{drug}_dose_reduced", "bool",
+                 f"{name}: the current course is a dose reduction", default=NO),
+        FactSpec(f"{drug}_weeks_since_dose_reduction", "number",
+                 f"{name}: weeks since the dose was reduced", unit="weeks"),
+        FactSpec(f"{drug}_ever_responded", "bool",
+                 f"{name}: any course had a partial or complete response", default=NO),
+        FactSpec(f"{drug}_adverse_event", "bool",
+                 f"{name}: a course stopped for an adverse event", default=NO),
+        FactSpec(f"{drug}_phase", "enum",
+                 f"{name}: phase of the latest course (in_trial, responding, partial, "
+                 "failed, stopped_early, unjudged)", PHASES, default="not_taken"),
+        FactSpec(f"{drug}_at_max_dose", "bool",
+                 f"{name}: the current dose is the catalogue's top step or limit",
+                 default=NO),
+        FactSpec(f"{drug}_dose_wrong_unit", "bool",
+                 f"{name}: a weekly drug recorded as a daily dose", default=NO),
+        FactSpec(f"{drug}_dose_above_max", "bool",
+                 f"{name}: the current dose is above the catalogue's maximum", default=NO),
+    ]
+
+
 def _specs(drug_classes: Iterable[str]) -> dict[str, FactSpec]:
     s: list[FactSpec] = [
         FactSpec("age", "number", "age in years", unit="years"),
@@ -116,45 +159,7 @@ def _specs(drug_classes: Iterable[str]) -> dict[str, FactSpec]:
     for word in V.SYMPTOMS:
         s.append(FactSpec(word, "bool", f"new symptom: {word.replace('_', ' ')}", default=NO))
     for drug in V.DRUGS:
-        name = drug.replace("_", " ")
-        s += [
-            FactSpec(f"{drug}_status", "enum", f"{name}: never taken, current or stopped",
-                     ("never", "current", "stopped"), default="never"),
-            FactSpec(f"{drug}_response", "enum", f"{name}: response of the latest course",
-                     V.RESPONSES),
-            FactSpec(f"{drug}_months", "number", f"{name}: length of the latest course",
-                     unit="months"),
-            FactSpec(f"{drug}_stop_reason", "enum", f"{name}: why the latest course stopped",
-                     V.STOP_REASONS),
-            FactSpec(f"{drug}_conception_stop_weeks", "number",
-                     f"{name}: weeks from today until it must be stopped for the earliest "
-                     "conception date every window allows (0: now)", unit="weeks"),
-            FactSpec(f"{drug}_weeks_since_stop", "number",
-                     f"{name}: weeks since the latest course stopped", unit="weeks"),
-            FactSpec(f"{drug}_dose_mg_per_day", "number", f"{name}: current daily dose",
-                     unit="mg/day"),
-            FactSpec(f"{drug}_dose_mg_per_kg", "number",
-                     f"{name}: current daily dose per kg real body weight",
-                     unit="mg/kg/day"),
-            FactSpec(f"{drug}_dose_reduced", "bool",
-                     f"{name}: the current course is a dose reduction", default=NO),
-            FactSpec(f"{drug}_weeks_since_dose_reduction", "number",
-                     f"{name}: weeks since the dose was reduced", unit="weeks"),
-            FactSpec(f"{drug}_ever_responded", "bool",
-                     f"{name}: any course had a partial or complete response", default=NO),
-            FactSpec(f"{drug}_adverse_event", "bool",
-                     f"{name}: a course stopped for an adverse event", default=NO),
-            FactSpec(f"{drug}_phase", "enum",
-                     f"{name}: phase of the latest course (in_trial, responding, partial, "
-                     "failed, stopped_early, unjudged)", PHASES, default="not_taken"),
-            FactSpec(f"{drug}_at_max_dose", "bool",
-                     f"{name}: the current dose is the catalogue's top step or limit",
-                     default=NO),
-            FactSpec(f"{drug}_dose_wrong_unit", "bool",
-                     f"{name}: a weekly drug recorded as a daily dose", default=NO),
-            FactSpec(f"{drug}_dose_above_max", "bool",
-                     f"{name}: the current dose is above the catalogue's maximum", default=NO),
-        ]
+        s += _drug_specs(drug)
     for cls in sorted(set(drug_classes)):
         s.append(FactSpec(f"on_{cls}", "bool", f"any {cls.replace('_', ' ')} ongoing",
                           default=NO))
@@ -265,7 +270,7 @@ def _drug_facts(drug: str, courses: list[Course], p: Patient) -> dict[str, Any]:
         f"{drug}_adverse_event": _tri(any(c.stop_reason == "adverse_event"
                                           for c in courses)),
     }
-    if not current:
+    if latest.stop is not None:  # not current
         out[f"{drug}_weeks_since_stop"] = _num(_days(latest.stop, p.as_of) / 7)
         if latest.stop_reason:
             out[f"{drug}_stop_reason"] = latest.stop_reason
@@ -277,9 +282,9 @@ def _drug_facts(drug: str, courses: list[Course], p: Patient) -> dict[str, Any]:
     reduced = [c for c in courses if c is not latest and c.stop_reason == "dose_reduced"
                and c.stop is not None and c.stop <= latest.start]
     out[f"{drug}_dose_reduced"] = _tri(current and bool(reduced))
-    if current and reduced:
-        out[f"{drug}_weeks_since_dose_reduction"] = _num(_days(reduced[-1].stop,
-                                                               p.as_of) / 7)
+    last_cut = reduced[-1].stop if reduced else None
+    if current and last_cut is not None:
+        out[f"{drug}_weeks_since_dose_reduction"] = _num(_days(last_cut, p.as_of) / 7)
     return out
 
 
@@ -341,8 +346,8 @@ def patient_facts(p: Patient, ruleset: Any,
     f["drug_trigger_suspected"] = _tri(bool(dx.suspected_drug_trigger))
 
     # Same-day assessments: the higher activity counts as the later one (conservative).
-    activity = sorted(p.activity, key=lambda a: (a.date, a.clasi_activity,
-                                                 a.clasi_damage if a.clasi_damage is not None else -1))
+    activity = sorted(p.activity, key=lambda a: (
+        a.date, a.clasi_activity, a.clasi_damage if a.clasi_damage is not None else -1))
     if activity:
         latest = activity[-1]
         f["clasi_activity"] = _num(latest.clasi_activity)
@@ -365,6 +370,25 @@ def patient_facts(p: Patient, ruleset: Any,
     for word in V.SYMPTOMS:
         f[word] = YES if word in symptoms else NO
 
+    _lab_facts(p, f, present)
+
+    plan = conception_plan(p, ruleset.drugs, ruleset.days)
+    if plan is not None:
+        for drug, stop in plan.stop_on.items():
+            f[f"{drug}_conception_stop_weeks"] = _num((stop - p.as_of).days / 7)
+
+    crcl = creatinine_clearance(p)
+    if crcl is not None:
+        f["creatinine_clearance"] = _num(round(crcl, 1))
+
+    _eye_facts(p, f)
+
+    _drug_course_facts(p, f, views, drug_classes, teratogens)
+    return f
+
+
+def _lab_facts(p: Patient, f: dict[str, Any], present: set[str]) -> None:
+    """Each lab's latest value and its age; G6PD from the lab or the problem list."""
     for lab in ("egfr", "neutrophils", "platelets", "alt", "creatinine"):
         value = getattr(p.labs, lab)
         if value is not None:
@@ -378,15 +402,9 @@ def patient_facts(p: Patient, ruleset: Any,
     if "g6pd_deficiency" in present:
         f["g6pd"] = "deficient"
 
-    plan = conception_plan(p, ruleset.drugs, ruleset.days)
-    if plan is not None:
-        for drug, stop in plan.stop_on.items():
-            f[f"{drug}_conception_stop_weeks"] = _num((stop - p.as_of).days / 7)
 
-    crcl = creatinine_clearance(p)
-    if crcl is not None:
-        f["creatinine_clearance"] = _num(round(crcl, 1))
-
+def _eye_facts(p: Patient, f: dict[str, Any]) -> None:
+    """Retinal exams and cumulative antimalarial use (marmor-2016)."""
     exams = sorted(p.eye_exams, key=lambda e: (e.date, e.result))
     f["retinal_toxicity"] = YES if any(e.result == "toxicity" for e in exams) else NO
     if exams:
@@ -399,6 +417,10 @@ def patient_facts(p: Patient, ruleset: Any,
                                                           / DAYS_PER_MONTH)
         f["retinal_baseline_done"] = _tri(any(_days(e.date, first) <= 365 for e in exams))
 
+
+def _drug_course_facts(p: Patient, f: dict[str, Any], views: dict[str, CourseView],
+                       drug_classes: dict[str, str], teratogens: frozenset[str]) -> None:
+    """Each drug's course facts, and what is taken now by class."""
     by_drug: dict[str, list[Course]] = {}
     for c in p.treatments:
         by_drug.setdefault(c.drug, []).append(c)
@@ -417,4 +439,3 @@ def patient_facts(p: Patient, ruleset: Any,
         f[f"on_{cls}"] = YES if cls in current_classes else NO
     f["on_systemic_therapy"] = YES if systemic else NO
     f["on_teratogen"] = YES if teratogen else NO
-    return f

@@ -238,6 +238,9 @@ class MonitorSpec(_Strict):
 class WarnSpec(_Strict):
     severity: Severity
     message: Text
+    # The drugs the warning is about: a warning or info is not shown when every one of
+    # them is out of play (stopped by the step, or not taken and ruled out).
+    about: list[Drug] | None = None
 
 
 class RequestSpec(_Strict):

@@ -38,7 +38,7 @@ def _as_leaf(node: C.Node) -> C.Leaf | None:
     """`x == 5` is parsed into two tests (>= and <=) with one text: one leaf to a reader."""
     if isinstance(node, C.All) and len(node.items) == 2 and all(
             isinstance(i, C.Leaf) and i.op in ("ge", "le") for i in node.items):
-        texts = {i.text for i in node.items}  # type: ignore[union-attr]
+        texts = {i.text for i in node.items if isinstance(i, C.Leaf)}
         if len(texts) == 1 and next(iter(texts)):
             first = node.items[0]
             assert isinstance(first, C.Leaf)
