@@ -11,7 +11,7 @@ from .evaluate import Evaluation, Fired
 from .identity import engine_sha256
 from .models import (Alternative, CourseSummary, EngineInfo, Exclusion, MissingData,
                      MonitoringItem, Recommendation, Result, RulesetInfo, TraceEntry, Warning)
-from .ruleset import RuleSet
+from .ruleset import RuleSet, shown_folder
 
 DISCLAIMER = "Decision support for a clinician; not a prescription."
 
@@ -78,7 +78,7 @@ def explain(ruleset: RuleSet, ev: Evaluation, decision: Decision,
         patient_id=ev.patient.id,
         as_of=ev.patient.as_of.isoformat(),
         ruleset=RulesetInfo.build(name=prov.name, version=prov.version, sha256=ruleset.sha256,
-                                  status=prov.status),
+                                  status=prov.status, folder=shown_folder(ruleset.folder)),
         input_sha256=input_sha256,
         recommendation=Recommendation.build(
             action=rec.action, drug=rec.drug, dose=rec.dose, stage=rec.stage,

@@ -241,6 +241,9 @@ class RulesetInfo(_Out):
     # Compatible addition: draft | approved | active | retired (ruleset.yaml). Only
     # approved and active rule sets are clinically signed (engine/signoff.py).
     status: str = "draft"
+    # Compatible addition: the folder the rules were read from (relative to the working
+    # directory when inside it, else absolute): which copy of the rules was used.
+    folder: str | None = None
 
 
 class Recommendation(_Out):

@@ -96,8 +96,9 @@ def to_text(ex: Explanation) -> str:
         out += _wrap(f"[{key}] {citation}", "    ", "  ")
     out.append("")
     engine = f"; engine sha256 {r.engine.sha256[:16]}" if r.engine else ""
+    folder = f" from {r.ruleset.folder}/" if r.ruleset.folder else ""
     out += _wrap(f"Rule set {r.ruleset.name} {r.ruleset.version} "
-                 f"({status_label(ex.ruleset_status)}), "
+                 f"({status_label(ex.ruleset_status)}){folder}, "
                  f"sha256 {r.ruleset.sha256[:16]}{engine}; input sha256 "
                  f"{r.input_sha256[:16]}",
                  "", "")

@@ -8,6 +8,7 @@ Nothing is evaluated on a rule set with any error in it.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -953,6 +954,24 @@ def _signoff_findings(provenance: Provenance, drugs: dict[str, DrugEntry],
 
 
 def default_rules_dir() -> Path:
-    """The rule set shipped inside the package."""
+    """The rule set shipped inside the package: in a checkout installed editable (`make
+    install`), the checkout's own rules/, so that an edit takes effect at once."""
     from importlib.resources import files
     return Path(str(files("cledecide.rules")))
+
+
+def shown_folder(folder: str | Path) -> str:
+    """The folder rules came from, as every output names it: relative to the working
+    directory when inside it ("rules"), else absolute (an installed copy shows its
+    site-packages path, so a reviewer sees which rules were used)."""
+    import os
+    return _shown(str(folder), os.getcwd())
+
+
+@functools.lru_cache(maxsize=64)
+def _shown(folder: str, cwd: str) -> str:
+    path = Path(cwd, folder).resolve()
+    try:
+        return str(path.relative_to(Path(cwd).resolve())) or "."
+    except ValueError:
+        return str(path)

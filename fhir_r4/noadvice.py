@@ -69,9 +69,10 @@ class NoAdviceResult:
             out += textwrap.wrap(f"{w['severity']}: {w['message']}", 78,
                                  initial_indent="  ", subsequent_indent="    ")
         rs = d["ruleset"]
-        out += ["", f"Rule set {rs['name']} {rs['version']}, sha256 {rs['sha256'][:16]}; engine "
-                    f"sha256 {d['engine']['sha256'][:16]}; input sha256 {d['input_sha256'][:16]}",
-                d["disclaimer"]]
+        folder = f" from {rs['folder']}/" if rs.get("folder") else ""
+        out += ["", f"Rule set {rs['name']} {rs['version']}{folder}, sha256 "
+                    f"{rs['sha256'][:16]}; engine sha256 {d['engine']['sha256'][:16]}; "
+                    f"input sha256 {d['input_sha256'][:16]}", d["disclaimer"]]
         return "\n".join(out) + "\n"
 
 
@@ -80,13 +81,14 @@ def no_advice_result(item: NoAdvice, ruleset: Any, input_sha256: str,
     """The result of a patient with no advice, under the rule set that was loaded."""
     from ..engine.explain import DISCLAIMER, IMPORT_RULE
     from ..engine.identity import engine_sha256
+    from ..engine.ruleset import shown_folder
     prov = ruleset.provenance
     warnings = [{"severity": s, "message": m, "rule": IMPORT_RULE}
                 for s, m in dict.fromkeys(report.warnings if report else [])]
     return NoAdviceResult({
         "format": FORMAT, "patient_id": item.patient_id, "as_of": item.as_of,
         "ruleset": {"name": prov.name, "version": prov.version, "sha256": ruleset.sha256,
-                    "status": prov.status},
+                    "status": prov.status, "folder": shown_folder(ruleset.folder)},
         "engine": {"name": "cledecide", "sha256": engine_sha256()},
         "input_sha256": input_sha256,
         "no_advice": {"reason": item.reason, "message": item.message},

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import json
+import os
 
 from cledecide import evaluate_file, to_text
 from cledecide.reviewer.review import graph
@@ -18,10 +19,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
+    os.chdir(ROOT)  # outputs name the rules folder relative to the working directory
     for path in sorted((ROOT / "examples").glob("*.yaml")):
         if path.name == "expected.yaml":
             continue
-        text = to_text(evaluate_file(path.relative_to(ROOT), ROOT / "rules"))
+        text = to_text(evaluate_file(path.relative_to(ROOT), Path("rules")))
         (ROOT / "tests" / "golden" / (path.stem + ".txt")).write_text(text)
     example = (ROOT / "tests" / "golden" / "hcq-inadequate.txt").read_text()
     embed("example", "```text\n$ cledecide evaluate examples/hcq-inadequate.yaml\n"
