@@ -6,11 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .branches import Branching
 from .decide import Decision, WhyNot
 from .evaluate import Evaluation, Fired
 from .identity import engine_sha256
-from .models import (Alternative, CourseSummary, EngineInfo, Exclusion, MissingData,
-                     MonitoringItem, Recommendation, Result, RulesetInfo, TraceEntry, Warning)
+from .models import (Alternative, Branch, Conditional, CourseSummary, EngineInfo, Exclusion,
+                     MissingData, MonitoringItem, Recommendation, Result, RulesetInfo,
+                     TraceEntry, Warning)
 from .ruleset import RuleSet, shown_folder
 
 DISCLAIMER = "Decision support for a clinician; not a prescription."
@@ -69,10 +71,32 @@ _warning = Warning.maker()  # severity, message, rule
 _missing = MissingData.maker()  # field, why
 
 
-def explain(ruleset: RuleSet, ev: Evaluation, decision: Decision,
-            input_sha256: str) -> Explanation:
-    """Assemble the Result (contract section 2) and the explanation around it."""
+def _recommendation(decision: Decision) -> Recommendation:
     rec = decision.recommendation
+    return Recommendation.build(
+        action=rec.action, drug=rec.drug, dose=rec.dose, stage=rec.stage,
+        summary=rec.summary, rule=rec.rule_id, rationale=decision.rationale,
+        evidence=decision.evidence, stops=list(rec.stops))
+
+
+def _conditional(decision: Decision, branching: Branching | None) -> Conditional | None:
+    """Each value's step, and the critical warnings a branch adds to the result's own."""
+    if branching is None:
+        return None
+    own = {(s, m, r) for s, m, r in decision.warnings}
+    fact = branching.fact
+    return Conditional.build(
+        fact=fact.field, rule=fact.rule, why=fact.why,
+        branches=[Branch.build(value=b.value, recommendation=_recommendation(b.decision),
+                               warnings=[_warning(s, m, r) for s, m, r in b.decision.warnings
+                                         if s == "critical" and (s, m, r) not in own])
+                  for b in branching.branches])
+
+
+def explain(ruleset: RuleSet, ev: Evaluation, decision: Decision,
+            input_sha256: str, branching: Branching | None = None) -> Explanation:
+    """Assemble the Result (contract section 2) and the explanation around it; with
+    `branching`, each value's step of the one unknown fact (branches.py)."""
     prov = ruleset.provenance
     result = Result.build(
         patient_id=ev.patient.id,
@@ -80,10 +104,8 @@ def explain(ruleset: RuleSet, ev: Evaluation, decision: Decision,
         ruleset=RulesetInfo.build(name=prov.name, version=prov.version, sha256=ruleset.sha256,
                                   status=prov.status, folder=shown_folder(ruleset.folder)),
         input_sha256=input_sha256,
-        recommendation=Recommendation.build(
-            action=rec.action, drug=rec.drug, dose=rec.dose, stage=rec.stage,
-            summary=rec.summary, rule=rec.rule_id, rationale=decision.rationale,
-            evidence=decision.evidence, stops=list(rec.stops)),
+        recommendation=_recommendation(decision),
+        conditional=_conditional(decision, branching),
         alternatives=[Alternative.build(
             action=a.action, drug=a.drug, rule=a.rule_id,
             rationale=a.summary + ". " + (a.rule.spec.because.strip() if a.rule else a.note))
@@ -101,6 +123,8 @@ def explain(ruleset: RuleSet, ev: Evaluation, decision: Decision,
         engine=EngineInfo.build(name="cledecide", sha256=engine_sha256()),
     )
     keys: list[str] = list(decision.evidence)
+    for b in branching.branches if branching else ():
+        keys.extend(b.decision.evidence)
     why = _chain(ev, decision)
     for f in why:
         keys.extend(f.rule.spec.evidence)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import types
+import typing
 from typing import Annotated, Any, Literal, Union
 
 from typing_extensions import Self
@@ -232,6 +234,57 @@ class Patient(_Strict):
     eye_exams: list[EyeExam] = Field(default_factory=list, max_length=500)
 
 
+def enumerated_values(path: str) -> tuple[Any, ...] | None:
+    """The values a record field takes when it is known, if they are a few fixed words
+    (or true and false): diagnosis.extent -> ('localized', 'widespread'). None for a
+    field that is not enumerated (a number, a date, a list) or not in the record."""
+    model: Any = Patient
+    annotation: Any = None
+    for part in path.split("."):
+        info = getattr(model, "model_fields", {}).get(part)
+        if info is None:
+            return None
+        annotation = info.annotation
+        model = _optional_model(annotation)
+    values: list[Any] = []
+    union = typing.get_origin(annotation) in (Union, types.UnionType)
+    for arg in typing.get_args(annotation) if union else (annotation,):
+        base = typing.get_args(arg)[0] if typing.get_origin(arg) is Annotated else arg
+        if typing.get_origin(base) is Literal:
+            values += [v for v in typing.get_args(base) if v != "unknown"]
+        elif base is bool:
+            values += [True, False]
+        else:
+            return None
+    return tuple(values) if len(values) >= 2 else None
+
+
+def _optional_model(annotation: Any) -> Any:
+    """The model inside `Model | None` (a record section), or None."""
+    for arg in typing.get_args(annotation) or (annotation,):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
+
+
+def value_at(patient: Patient, path: str) -> Any:
+    """A record field's value by its dotted path (None where a section is absent)."""
+    node: Any = patient
+    for part in path.split("."):
+        node = getattr(node, part, None)
+    return node
+
+
+def with_value(patient: Patient, path: str, value: Any) -> Patient:
+    """The same record with one field set (a value of enumerated_values(path): nothing
+    to validate). The record is frozen: each section on the path is copied."""
+    head, _, rest = path.partition(".")
+    if not rest:
+        return patient.model_copy(update={head: value})
+    section = getattr(patient, head)
+    return patient.model_copy(update={head: with_value(section, rest, value)})
+
+
 # ---------------------------------------------------------------- result (section 2)
 
 class RulesetInfo(_Out):
@@ -318,6 +371,28 @@ class EngineInfo(_Out):
     sha256: str
 
 
+class Branch(_Out):
+    """One value of the unknown fact and the step this record would get with it."""
+
+    value: Union[str, bool] = Field(description="The fact's value in this branch (the "
+                                    "record's word, e.g. localized).")
+    recommendation: Recommendation = Field(description="The step with this value: its "
+                                           "action, drug, dose, rule, rationale, evidence.")
+    warnings: list[Warning] = Field(default_factory=list, description="Critical warnings "
+                                    "this branch adds to the result's own.")
+
+
+class Conditional(_Out):
+    """Compatible addition: the step is to record one fact, and the steps that follow
+    differ by its value; each branch names its step, rule and why."""
+
+    fact: str = Field(description="The record field that is not known (e.g. "
+                      "diagnosis.extent).")
+    rule: str = Field(description="The rule that asks for it (the recommendation's rule).")
+    why: str
+    branches: list[Branch]
+
+
 class Result(_Out):
     """The machine contract of `cledecide evaluate --format json`."""
 
@@ -327,6 +402,9 @@ class Result(_Out):
     ruleset: RulesetInfo
     input_sha256: str
     recommendation: Recommendation
+    # Compatible addition, present only when the step is gather_data for one fact whose
+    # value would change the step (docs/contract.md section 4).
+    conditional: Conditional | None = None
     alternatives: list[Alternative]
     excluded: list[Exclusion]
     monitoring: list[MonitoringItem]

@@ -16,6 +16,8 @@ WIDTH = 80
 def result_dict(ex: Explanation) -> dict[str, Any]:
     """The contract's result as plain data (what to_json writes)."""
     data: dict[str, Any] = ex.result.model_dump(mode="json")
+    if data.get("conditional") is None:
+        data.pop("conditional", None)  # only there when a fact's value decides the step
     # Compatible addition: the "why not" for other drugs of the current and next stage.
     data["not_recommended"] = [{"drug": w.drug, "status": w.status, "reason": w.reason,
                                 "rules": list(w.rules)} for w in ex.why_not]
@@ -56,6 +58,26 @@ def _section(title: str, empty: str, items: list[str]) -> list[str]:
     return out
 
 
+def _word(value: Any) -> str:
+    return {True: "yes", False: "no"}.get(value, value) if isinstance(value, bool) \
+        else str(value)
+
+
+def _conditional(c: Any) -> list[str]:
+    """Each value's step, right under the step that asks for the fact: "if localized:
+    ...; if widespread: ..." with each branch's rule and why."""
+    name = c.fact.rsplit(".", 1)[-1].replace("_", " ")
+    out = [""] + _wrap(f"The next step depends on the {name} ({c.fact}), which is not "
+                       "recorded:", "  ", "")
+    for b in c.branches:
+        rec = b.recommendation
+        out += _wrap(f"- if {_word(b.value)}: {rec.summary} [{rec.rule}]", "    ", "  ")
+        out += _wrap(f"why: {rec.rationale}", "      ", "      ")
+        for w in b.warnings:
+            out += _wrap(f"{w.severity.upper()}: {w.message} [{w.rule}]", "      ", "      ")
+    return out
+
+
 def to_text(ex: Explanation) -> str:
     """The clinician's view: the step first, then why, why not, and what to watch."""
     r = ex.result
@@ -64,6 +86,8 @@ def to_text(ex: Explanation) -> str:
     head = f"NEXT STEP ({rec.stage}): {rec.summary}"
     out += _wrap(head, "  ", "")
     out += _wrap(f"patient {r.patient_id}, as of {r.as_of}; rule {rec.rule}")
+    if r.conditional is not None:
+        out += _conditional(r.conditional)
     out.append("")
     out.append("Why")
     out += _wrap(r.recommendation.rationale)

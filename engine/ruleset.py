@@ -23,7 +23,7 @@ from . import vocabulary as V
 from .errors import RuleError
 from .facts import FactSpec, fact_specs
 from .load import Document, format_path, parse, read_bytes
-from .models import Action, Drug, MonitoringWord, Severity, Stage
+from .models import Action, Drug, MonitoringWord, Severity, Stage, enumerated_values
 from .signoff import ReviewRecord
 from .validate import best_error, model_from_document
 
@@ -248,6 +248,10 @@ class RequestSpec(_Strict):
     field: Annotated[str, Field(min_length=1, max_length=120)]
     why: Text
     ask: Annotated[str, Field(min_length=1, max_length=80)] | None = None
+    branch: bool = Field(default=False, description=(
+        "When this is the only fact the chosen gather_data step asks for and its value "
+        "would change the step, show the step under each value (e.g. if localized: ...; "
+        "if widespread: ...). The field must take a few fixed words (or true/false)."))
 
     @property
     def label(self) -> str:
@@ -847,6 +851,13 @@ def _check_rule(doc: Document, i: int, spec: RuleSpec, stage: str, sp: _Special,
                                 doc.line_of(base + ("then", "recommend", "drug")),
                                 format_path(base + ("then", "recommend", "drug")),
                                 (spec.id,)))
+    for j, req in enumerate(then.request or []):
+        if req.branch and enumerated_values(req.field) is None:
+            where = base + ("then", "request", j, "branch")
+            findings.append(Finding("error", "branch-fact", f"'{req.field}' is not a record "
+                                    "field with a few fixed values: its branches cannot be "
+                                    "shown", doc.file, doc.line_of(where), format_path(where),
+                                    (spec.id,)))
     for j, item in enumerate(then.monitor or []):
         for key in ("every_days", "until_day", "first_in_days", "shown_from_day",
                     "shown_until_day"):

@@ -51,11 +51,52 @@ def _indicator(explanation: Explanation) -> str:
     return "info"
 
 
+def _word(value: Any) -> str:
+    return {True: "yes", False: "no"}.get(value, value) if isinstance(value, bool) \
+        else str(value)
+
+
+def _fact_name(fact: str) -> str:
+    return fact.rsplit(".", 1)[-1].replace("_", " ")
+
+
+def _branch_summary(explanation: Explanation) -> str | None:
+    """The card's one line when the step depends on an unknown fact: each value's step
+    in a few words ("localized: start topical corticosteroid; widespread: ...")."""
+    c = explanation.result.conditional
+    if c is None:
+        return None
+    steps = []
+    for b in c.branches:
+        rec = b.recommendation
+        what = rec.action.replace("_", " ") + (f" {rec.drug.replace('_', ' ')}"
+                                               if rec.drug else "")
+        steps.append(f"{_word(b.value)}: {what}")
+    return f"CLE next step depends on the {_fact_name(c.fact)} (record it): " + \
+        "; ".join(steps)
+
+
+def _branch_lines(explanation: Explanation) -> list[str]:
+    """Each value's step, its rule and why, under the step that asks for the fact."""
+    c = explanation.result.conditional
+    if c is None:
+        return []
+    lines = [f"**Depends on the {_fact_name(c.fact)}** (`{c.fact}`, not recorded); once "
+             "it is recorded:"]
+    for b in c.branches:
+        rec = b.recommendation
+        lines.append(f"- **If {_word(b.value)}:** {rec.summary} (`{rec.rule}`). "
+                     f"{rec.rationale}")
+        lines += [f"  - **{w.severity.upper()}** {w.message} (`{w.rule}`)" for w in b.warnings]
+    return lines + [""]
+
+
 def _detail(explanation: Explanation) -> str:
     r = explanation.result
     rec = r.recommendation
-    lines = [f"**Next step ({rec.stage}):** {rec.summary}", "",
-             f"**Why:** {rec.rationale}", ""]
+    lines = [f"**Next step ({rec.stage}):** {rec.summary}", ""]
+    lines += _branch_lines(explanation)
+    lines += [f"**Why:** {rec.rationale}", ""]
     for w in r.warnings:
         if w.severity != "info":
             lines.append(f"- **{w.severity.upper()}** {w.message} (`{w.rule}`)")
@@ -92,7 +133,8 @@ def patient_view_cards(explanation: Explanation, codemap: CodeMap) -> list[dict[
     r = explanation.result
     rec = r.recommendation
     card: dict[str, Any] = {
-        "uuid": str(uuid.uuid4()), "summary": _short(f"CLE next step: {rec.summary}"),
+        "uuid": str(uuid.uuid4()),
+        "summary": _short(_branch_summary(explanation) or f"CLE next step: {rec.summary}"),
         "indicator": _indicator(explanation), "detail": _detail(explanation),
         "source": _source(explanation), "selectionBehavior": "at-most-one"}
     if rec.action in STARTS and rec.drug and rec.drug in codemap.spec.medications:

@@ -33,7 +33,7 @@ ENGINE_RANK = {
     **dict.fromkeys(("ruleset", "rulecache", "words"), 3),
     "compile": 4,
     "evaluate": 5,
-    **dict.fromkeys(("decide", "texts"), 6),
+    **dict.fromkeys(("decide", "texts", "branches"), 6),
     "explain": 7,
     "render": 8,
     "pipeline": 9,
