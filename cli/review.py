@@ -17,6 +17,18 @@ class _Lazy:
 
 
 review = _Lazy()
+
+
+def _rules_folder(folder: Optional[Path], option: Optional[Path], fail: Callable
+                  ) -> Optional[Path]:
+    """Every rules command takes its folder as `--rules DIR`; those that read one
+    folder take it as their last argument too (both: they must agree)."""
+    if folder is not None and option is not None and folder != option:
+        fail(f"two rules folders given ({folder} and --rules {option}); give one")
+    return folder if folder is not None else option
+
+
+RULES_OPTION = "--rules"
 MAX_SAMPLES = 100_000  # a search is bounded; more would take hours
 
 
@@ -26,6 +38,8 @@ def register(app: typer.Typer, guarded: Callable, fail: Callable, emit: Callable
     @app.command("check")
     def check(folder: Optional[Path] = typer.Argument(None,
                                                       help="Rules folder (default: shipped)."),
+              rules: Optional[Path] = typer.Option(None, RULES_OPTION,
+                                                   help="Rules folder (or the argument)."),
               strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings."),
               deep: bool = typer.Option(False, "--deep",
                                         help="The deep search: 1,500 patients, hypothesis, "
@@ -48,6 +62,7 @@ def register(app: typer.Typer, guarded: Callable, fail: Callable, emit: Callable
             day = dt.date.fromisoformat(today) if today else None
         except ValueError:
             fail(f"--today: must be a date (YYYY-MM-DD), got {today!r}")
+        folder = _rules_folder(folder, rules, fail)
         report = guarded(review.check, folder, samples, day, hypothesis, deep)
         emit(review.format_findings(report))
         if report.errors:
@@ -80,19 +95,39 @@ def register(app: typer.Typer, guarded: Callable, fail: Callable, emit: Callable
 
     @app.command("list")
     def list_(folder: Optional[Path] = typer.Argument(None, help="Rules folder."),
+              rules: Optional[Path] = typer.Option(None, RULES_OPTION,
+                                                   help="Rules folder (or the argument)."),
               fmt: str = typer.Option("text", "--format",
                                       help="text (a table) or json (every rule in full, "
-                                           "the generated ones too).")) -> None:
-        """The active rules as a table: id, stage, priority, kind, title."""
+                                           "the generated ones too)."),
+              all_rules: bool = typer.Option(False, "--all",
+                                             help="Also the retired and draft rules, "
+                                                  "with their status.")) -> None:
+        """The active rules as a table: id, stage, priority, kind, file:line, title."""
         if fmt not in ("text", "json"):
             fail(f"unknown list format '{fmt}'; use text or json")
-        emit(guarded(review.list_rules, folder, fmt))
+        emit(guarded(review.list_rules, _rules_folder(folder, rules, fail), fmt, all_rules))
 
     @app.command("show")
     def show(rule_id: str = typer.Argument(..., help="A rule id."),
-             folder: Optional[Path] = typer.Option(None, "--rules", help="Rules folder.")) -> None:
-        """One rule in full, with its evidence."""
-        emit(guarded(review.show_rule, rule_id, folder))
+             folder: Optional[Path] = typer.Argument(None, help="Rules folder."),
+             rules: Optional[Path] = typer.Option(None, RULES_OPTION,
+                                                  help="Rules folder (or the argument).")
+             ) -> None:
+        """One rule in full, with its evidence and what it outranks (a retired or draft
+        rule too, marked so)."""
+        emit(guarded(review.show_rule, rule_id, _rules_folder(folder, rules, fail)))
+
+    @app.command("lock")
+    def lock(folder: Optional[Path] = typer.Argument(None, help="Rules folder."),
+             rules: Optional[Path] = typer.Option(None, RULES_OPTION,
+                                                  help="Rules folder (or the argument).")
+             ) -> None:
+        """Record the rule set's version with its content hash in versions.lock: `rules
+        check` then warns when the rules change and the version does not."""
+        path, version, sha, added = guarded(review.lock, _rules_folder(folder, rules, fail))
+        emit(f"{path}: version {version}, content sha256 {sha[:12]}"
+             f"{'' if added else ' (already recorded)'}\n")
 
 
 def register_more(app: typer.Typer, guarded: Callable, fail: Callable, emit: Callable) -> None:
@@ -103,9 +138,12 @@ def register_more(app: typer.Typer, guarded: Callable, fail: Callable, emit: Cal
              scenarios: Optional[Path] = typer.Option(
                  None, "--scenarios", help="Scenario folder (default: scenarios/ beside the "
                                            "rules, or the shipped ones)."),
-             coverage: bool = typer.Option(True, "--coverage/--no-coverage")) -> None:
+             coverage: bool = typer.Option(True, "--coverage/--no-coverage"),
+             rules: Optional[Path] = typer.Option(None, RULES_OPTION,
+                                                  help="Rules folder (or the argument).")
+             ) -> None:
         """Run the scenario files; print failures as expected-vs-got and a closing line."""
-        report = guarded(review.test, folder, scenarios)
+        report = guarded(review.test, _rules_folder(folder, rules, fail), scenarios)
         emit(review.format_test(report, coverage))
         if report.failed:
             raise typer.Exit(1)
@@ -146,8 +184,17 @@ def register_more(app: typer.Typer, guarded: Callable, fail: Callable, emit: Cal
 
     @app.command("graph")
     def graph(folder: Optional[Path] = typer.Argument(None, help="Rules folder."),
-              fmt: str = typer.Option("mermaid", "--format", help="mermaid or dot.")) -> None:
-        """The ladder as a flowchart (Mermaid renders in Markdown viewers)."""
+              rules: Optional[Path] = typer.Option(None, RULES_OPTION,
+                                                   help="Rules folder (or the argument)."),
+              fmt: str = typer.Option("mermaid", "--format", help="mermaid or dot."),
+              drug: Optional[str] = typer.Option(
+                  None, "--drug", help="Only what leads to this drug (its starts and "
+                                       "exclusions, and the facts they rest on)."),
+              stage: Optional[str] = typer.Option(
+                  None, "--stage", help="Only what leads to this stage's drugs and the "
+                                        "rules written for it.")) -> None:
+        """The ladder as a flowchart (Mermaid renders in Markdown viewers); each edge
+        carries its rule's id, priority and whole condition."""
         if fmt not in ("mermaid", "dot"):
             fail(f"unknown graph format '{fmt}'; use mermaid or dot")
-        emit(guarded(review.graph, folder, fmt))
+        emit(guarded(review.graph, _rules_folder(folder, rules, fail), fmt, drug, stage))
