@@ -7,6 +7,7 @@ two things, unit factors are finite and positive, and words are the contract's.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -307,7 +308,15 @@ def check(spec: CodeMapFile, doc: Document) -> list[tuple[str, tuple[Any, ...]]]
 
 def load_codemap(rules_dir: Path | str) -> CodeMap:
     """The checked map of a rules folder; a broken map is a RuleError (exit 2)."""
-    return _load(str(Path(rules_dir).resolve()))
+    return _load(_resolved(str(rules_dir), "" if os.path.isabs(rules_dir) else os.getcwd()))
+
+
+@lru_cache(maxsize=16)
+def _resolved(folder: str, cwd: str) -> str:
+    """The folder's real path, found once per name (and working folder, for a relative
+    name): a cohort or a benchmark reads one map for every record, and resolving a path
+    costs a system call per component each time."""
+    return str(Path(cwd, folder).resolve())
 
 
 @lru_cache(maxsize=4)

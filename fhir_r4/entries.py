@@ -13,6 +13,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from . import models as M
 from .reading import Entry, Fail
 from ..engine.load import Path_
@@ -30,7 +32,6 @@ class Limits:
 
 def validate(cls: type[M.Element], data: Any, path: Path_) -> Any:
     """A model of `data`, or Fail naming the first invalid element."""
-    from pydantic import ValidationError
     try:
         return cls.model_validate(data)
     except ValidationError as exc:

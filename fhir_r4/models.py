@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from functools import lru_cache
 from typing import Annotated, Any, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, \
@@ -100,12 +101,22 @@ class Element(BaseModel):
 
 def _one_of(data: Any, prefix: str, names: tuple[str, ...], required: bool = False) -> Any:
     if isinstance(data, dict):
-        given = [n for n in names if prefix + n in data]
-        if len(given) > 1:
-            raise ValueError(f"only one of {', '.join(prefix + n for n in given)} may be given")
-        if required and not given:
-            raise ValueError(f"{prefix}[x] is required ({' or '.join(prefix + n for n in names)})")
+        elements = _elements(prefix, names)
+        found = data.keys() & elements[1]
+        if len(found) > 1:
+            given = [n for n in elements[0] if n in found]
+            raise ValueError(f"only one of {', '.join(given)} may be given")
+        if required and not found:
+            raise ValueError(f"{prefix}[x] is required ({' or '.join(elements[0])})")
     return data
+
+
+@lru_cache(maxsize=None)
+def _elements(prefix: str, names: tuple[str, ...]) -> tuple[tuple[str, ...], frozenset[str]]:
+    """The element names of a choice [x], in order and as a set (a set intersection finds
+    the given ones: every Observation is checked twice)."""
+    full = tuple(prefix + n for n in names)
+    return full, frozenset(full)
 
 
 class Coding(Element):

@@ -11,6 +11,7 @@ import datetime as dt
 import math
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from decimal import Decimal
 from typing import Any, Iterable
 
@@ -70,8 +71,8 @@ class Entry:
     def kind(self) -> str:
         return self.resource.resourceType
 
-    @property
-    def label(self) -> str:
+    @cached_property
+    def label(self) -> str:  # once per entry: several report lines name it
         rid = getattr(self.resource, "id", None)
         rid = rid if isinstance(rid, str) else None
         return f"{format_path(self.path)} ({self.kind}{'/' + rid if rid else ''})"
