@@ -51,6 +51,11 @@ def register(app: typer.Typer, guarded: Callable, fail: Callable, emit: Callable
                        "with --deep)."),
               today: Optional[str] = typer.Option(None, "--today",
                                                   help="Date for review-due checks (YYYY-MM-DD)."),
+              scenarios: Optional[Path] = typer.Option(
+                  None, "--scenarios", help="Scenario folder (default: scenarios/ beside "
+                                            "the rules, or the shipped ones)."),
+              no_scenarios: bool = typer.Option(
+                  False, "--no-scenarios", help="Do not run the scenarios."),
               hypothesis: Optional[int] = typer.Option(
                   None, "--hypothesis", min=0, max=MAX_SAMPLES,
                   help="Hypothesis examples per finding to refute (unreached or masked "
@@ -63,7 +68,8 @@ def register(app: typer.Typer, guarded: Callable, fail: Callable, emit: Callable
         except ValueError:
             fail(f"--today: must be a date (YYYY-MM-DD), got {today!r}")
         folder = _rules_folder(folder, rules, fail)
-        report = guarded(review.check, folder, samples, day, hypothesis, deep)
+        report = guarded(review.check, folder, samples, day, hypothesis, deep, scenarios,
+                         not no_scenarios)
         emit(review.format_findings(report))
         if report.errors:
             raise typer.Exit(2)

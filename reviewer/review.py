@@ -22,6 +22,7 @@ class CheckReport:
     most_matches: int | None = None  # rules matching one patient fact at once (max seen)
     signoff: str | None = None  # the status and the review states, in one line
     searched: str | None = None  # what the search of the patient space looked for
+    scenarios: str | None = None  # how many scenarios ran, how many fail
 
     @property
     def errors(self) -> list[Finding]:
@@ -46,9 +47,11 @@ SAMPLES, DEEP_SAMPLES, DEEP_HYPOTHESIS = 300, 1500, 200
 
 def check(folder: Path | str | None = None, samples: int | None = None,
           today: dt.date | None = None, hypothesis: int | None = None,
-          deep: bool = False) -> CheckReport:
+          deep: bool = False, scenarios: Path | str | None = None,
+          run_scenarios: bool = True) -> CheckReport:
     """Every finding of a rule set: format and semantic errors, then warnings from the
-    static analysis, the review dates and a search of the patient space (deep: with
+    static analysis, the review dates, the scenarios (a rule that now decides a
+    scenario it was not written for) and a search of the patient space (deep: with
     hypothesis, and the rules never reached, masked or redundant). Hypothesis examples
     asked for (hypothesis > 0) mean the deep search."""
     deep = deep or bool(hypothesis)
@@ -63,6 +66,14 @@ def check(folder: Path | str | None = None, samples: int | None = None,
                            for m, f, line, fld in check_file(path)]
     most = None
     signoff = None
+    ran = None
+    if ruleset is not None and run_scenarios:
+        from .outcomes import scenario_findings
+        where = Path(scenarios) if scenarios else default_scenarios_dir(path)
+        if not where.is_dir():
+            raise RuleError("no scenario folder found (give --scenarios DIR)", str(where))
+        found_sc, ran = scenario_findings(ruleset, where)
+        findings = findings + found_sc
     if ruleset is not None:
         from ..engine.signoff import ruleset_units, summary
         signoff = summary(ruleset.provenance.status, ruleset_units(ruleset))
@@ -91,7 +102,7 @@ def check(folder: Path | str | None = None, samples: int | None = None,
                     "redundant)" if deep else
                     f"quick search: {samples} patients (conflicts, gaps); `rules check "
                     "--deep` also looks for rules never reached, masked or redundant")
-    return CheckReport(str(path), findings, ruleset, most, signoff, searched)
+    return CheckReport(str(path), findings, ruleset, most, signoff, searched, ran)
 
 
 def format_findings(report: CheckReport) -> str:
@@ -107,6 +118,8 @@ def format_findings(report: CheckReport) -> str:
         lines.append(report.signoff)
     if report.searched:
         lines.append(report.searched)
+    if report.scenarios:
+        lines.append(report.scenarios)
     lines.append(f"{len(report.errors)} errors, {len(report.warnings)} warnings in "
                  f"{report.folder}")
     return "\n".join(lines) + "\n"

@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import conditions as C
-from ..engine.compile import compile_rules
+from ..engine.compile import CompiledRules, compile_rules
 from ..engine.decide import decide
 from ..engine.errors import CledecideError, InputError
-from ..engine.evaluate import evaluate
+from ..engine.evaluate import Evaluation, evaluate
 from ..engine.explain import explain
 from ..engine.load import load_file, parse
 from ..engine.render import to_json
@@ -193,6 +193,16 @@ def scenario_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*.yaml"))
 
 
+def run_case(record: dict[str, Any], label: str, ruleset: RuleSet,
+             compiled: CompiledRules) -> tuple[Evaluation, dict[str, Any]]:
+    """One scenario's patient through the engine: its evaluation and its result as
+    JSON data (what expectations compare)."""
+    raw = json.dumps(record, default=str).encode()
+    patient = validate_patient(parse(raw, label))
+    ev = evaluate(patient, compiled)
+    return ev, json.loads(to_json(explain(ruleset, ev, decide(ruleset, ev), "")))
+
+
 def run_scenarios(folder: Path | str, ruleset: RuleSet) -> ScenarioReport:
     """Run every scenario under a folder; collect outcomes and rule/condition coverage."""
     compiled = compile_rules(ruleset)
@@ -208,10 +218,7 @@ def run_scenarios(folder: Path | str, ruleset: RuleSet) -> ScenarioReport:
                              f"{', '.join(sorted(EXPECT_KEYS))})", str(path))
         for name, record, expect in expand(doc.data):
             try:
-                raw = json.dumps(record, default=str).encode()
-                patient = validate_patient(parse(raw, f"{path.name}: {name}"))
-                ev = evaluate(patient, compiled)
-                result = json.loads(to_json(explain(ruleset, ev, decide(ruleset, ev), "")))
+                ev, result = run_case(record, f"{path.name}: {name}", ruleset, compiled)
             except CledecideError as exc:
                 report.outcomes.append(Outcome(name, str(path), [f"error: {exc}"]))
                 continue

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from cledecide.cli.main import app
 
-from conftest import RULES
+from conftest import ROOT, RULES
 
 runner = CliRunner()
 
@@ -160,3 +160,71 @@ def test_graph_filters_by_drug_and_stage_and_edges_carry_their_condition() -> No
     assert "quinacrine [" not in r.output
     assert cli("rules", "graph", RULES, "--drug", "aspirin").exit_code == 2
     assert cli("rules", "graph", RULES, "--stage", "nowhere").exit_code == 2
+
+
+# ------------------------------------------------ scenarios in `rules check`
+
+SMOKERS = '''rules:
+  - id: topical.calcineurin-inhibitor.smokers
+    title: Calcineurin inhibitor for smokers
+    priority: 99
+    when:
+      all:
+        - extent == localized
+        - smoker
+        - topical_calcineurin_inhibitor_status == never
+    then:
+      recommend: {action: start, drug: topical_calcineurin_inhibitor}
+    because: A rule written for smokers only.
+    evidence: [kuhn-2017]
+
+'''
+
+
+def scenario_lines(output: str) -> list[str]:
+    return sorted(x for x in output.splitlines() if "scenario-outcome" in x)
+
+
+def test_check_reports_a_rule_that_takes_over_a_scenario_it_was_not_written_for(
+        rules, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    check = ("rules", "check", rules, "--samples", "0", "--scenarios", ROOT / "scenarios")
+    r = cli(*check)
+    assert r.exit_code == 0 and not scenario_lines(r.output), r.output
+    assert re.search(r"scenarios: \d+ in .*, 0 failing", r.output)
+    edit(rules / "topical.yaml", "rules:\n", SMOKERS)
+    r = cli(*check)
+    found = scenario_lines(r.output)
+    assert found, r.output
+    # at the new rule's FILE:LINE, naming the scenario at its FILE:LINE
+    assert all("topical.yaml:5: rule 'topical.calcineurin-inhibitor.smokers'" in f
+               and "which does not name it" in f for f in found)
+    assert any(re.search(r"\(ladder\.yaml:\d+\)", f) for f in found)
+    assert "expected 'topical_corticosteroid'" in found[0]
+    assert cli(*check, "--strict").exit_code == 1
+    assert not scenario_lines(cli(*check, "--no-scenarios").output)
+
+
+def test_the_scenario_cache_reruns_what_an_edit_can_change(rules, tmp_path,
+                                                          monkeypatch) -> None:
+    """After an edit only the scenarios it can change run again, and the findings are
+    those of a full run."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    check = ("rules", "check", rules, "--samples", "0", "--scenarios", ROOT / "scenarios")
+    edit(rules / "topical.yaml", "rules:\n", SMOKERS)
+    first = cli(*check).output
+    total = int(re.search(r"scenarios: (\d+) in", first).group(1))
+    for old, new in (("priority: 99", "priority: 10"),          # the new rule steps back
+                     ("priority: 20", "priority: 17")):         # a rule that fired changes
+        edit(rules / "topical.yaml", old, new)
+        cached = cli(*check).output
+        ran = int(re.search(r"\((\d+) run, ", cached).group(1))
+        assert 0 < ran < total, cached
+        monkeypatch.setenv("CLEDECIDE_NO_CACHE", "1")
+        full = cli(*check).output
+        monkeypatch.delenv("CLEDECIDE_NO_CACHE")
+        assert f"({total} run, 0 unchanged" in full
+        assert scenario_lines(cached) == scenario_lines(full)
+    # the second edit puts the calcineurin inhibitor above the corticosteroid
+    assert any("topical.calcineurin-inhibitor.localized" in x or "fails" in x
+               for x in scenario_lines(full)), full
