@@ -59,8 +59,9 @@ def _section(title: str, empty: str, items: list[str]) -> list[str]:
 
 
 def _word(value: Any) -> str:
-    return {True: "yes", False: "no"}.get(value, value) if isinstance(value, bool) \
-        else str(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
 
 
 def _conditional(c: Any) -> list[str]:
