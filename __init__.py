@@ -42,7 +42,8 @@ def evaluate_file(path: Path | str, rules_dir: Path | str | None = None,
     `as_of`: the FHIR record as it stood on that date."""
     ruleset = load_ruleset(rules_dir or default_rules_dir())
     doc = load_input(path)
-    (patient, report), = patients_of(doc, ruleset.folder, as_of, single=True)
+    (patient, report), = patients_of(doc, ruleset.folder, as_of, single=True,
+                                     drugs=ruleset.drugs)
     if isinstance(patient, NoAdvice):
         return no_advice_result(patient, ruleset, doc.sha256, report)
     return evaluate_patient(patient, ruleset, doc.sha256, report)

@@ -154,12 +154,16 @@ def _one_or_none(path: str, rules: Optional[Path], as_of=None):
 
 
 @app.command()
-def schema(kind: str = typer.Argument(..., help=f"One of: {', '.join(SCHEMA_KINDS)}.")) -> None:
-    """Print a JSON Schema (2020-12) for editors and other tools."""
+def schema(kind: str = typer.Argument(..., help=f"One of: {', '.join(SCHEMA_KINDS)}."),
+           rules: Optional[Path] = RULES_OPTION) -> None:
+    """Print a JSON Schema (2020-12) for editors and other tools; its drugs are those of
+    the rule set's catalogue (drugs.yaml)."""
+    from ..engine.validate import catalogue_drugs
     from ..schemas import SCHEMAS, schema as schema_of
     if kind not in SCHEMAS:
         fail(f"unknown schema '{kind}'; choose one of {', '.join(SCHEMAS)}")
-    emit(json.dumps(schema_of(kind), indent=2, sort_keys=True) + "\n")
+    drugs = guarded(catalogue_drugs, rules) if rules else None
+    emit(json.dumps(schema_of(kind, drugs), indent=2, sort_keys=True) + "\n")
 
 
 import_app = typer.Typer(help="Read records from other formats (FHIR R4).",

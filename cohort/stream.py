@@ -151,7 +151,8 @@ def evaluate_all(record: Record, ruleset: Any, as_of: Any = None) -> list[Outcom
     try:
         doc = parse_input(record.raw, record.source)
         if not is_fhir(doc.data):
-            (patient, report), = patients_of(doc, ruleset.folder, as_of)
+            (patient, report), = patients_of(doc, ruleset.folder, as_of,
+                                              drugs=ruleset.drugs)
             return [Outcome(record.source, result=result_dict(
                 evaluate_patient(patient, ruleset, doc.sha256, report)))]
         from ..fhir_r4.codemap import load_codemap
@@ -172,7 +173,7 @@ def evaluate_all(record: Record, ruleset: Any, as_of: Any = None) -> list[Outcom
                     item.no_advice, ruleset, doc.sha256, item.report).data))
                 continue
             assert item.document is not None
-            patient = validate_patient(item.document)
+            patient = validate_patient(item.document, ruleset.drugs)
             out.append(Outcome(source, result=result_dict(
                 evaluate_patient(patient, ruleset, doc.sha256, item.report))))
         except CledecideError as exc:

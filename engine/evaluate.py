@@ -15,6 +15,7 @@ from .courses import CourseView, course_views
 from .facts import patient_facts
 from .models import Patient
 from .ruleset import Rule
+from .validate import check_drugs
 
 
 class Fired(NamedTuple):
@@ -50,6 +51,7 @@ class Evaluation:
 def evaluate(patient: Patient, compiled: CompiledRules) -> Evaluation:
     """Run the rules for one patient; the durable_rules session is gone afterwards."""
     ruleset = compiled.ruleset
+    check_drugs(patient, ruleset.drugs)  # a drug the catalogue lacks is never ignored
     views = course_views(patient, ruleset.drugs, ruleset.thresholds, ruleset.days)
     facts = patient_facts(patient, ruleset, views)
     firings, derived = compiled.run(facts)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from . import vocabulary as V
 from .courses import (PHASES, CourseView, antimalarial_years, conception_plan, course_key,
@@ -87,7 +87,7 @@ def _drug_specs(drug: str) -> list[FactSpec]:
     ]
 
 
-def _specs(drug_classes: Iterable[str]) -> dict[str, FactSpec]:
+def _specs(drugs: dict[str, Any]) -> dict[str, FactSpec]:
     s: list[FactSpec] = [
         FactSpec("age", "number", "age in years", unit="years"),
         FactSpec("sex", "enum", "sex", ("female", "male")),
@@ -158,17 +158,18 @@ def _specs(drug_classes: Iterable[str]) -> dict[str, FactSpec]:
         s.append(FactSpec(word, "bool", f"comorbidity: {word.replace('_', ' ')}", default=NO))
     for word in V.SYMPTOMS:
         s.append(FactSpec(word, "bool", f"new symptom: {word.replace('_', ' ')}", default=NO))
-    for drug in V.DRUGS:
+    for drug in drugs:
         s += _drug_specs(drug)
-    for cls in sorted(set(drug_classes)):
+    for cls in sorted({e.drug_class for e in drugs.values()}):
         s.append(FactSpec(f"on_{cls}", "bool", f"any {cls.replace('_', ' ')} ongoing",
                           default=NO))
     return {f.name: f for f in s}
 
 
-def fact_specs(drug_classes: Iterable[str]) -> dict[str, FactSpec]:
-    """Every patient fact a rule may name, given the drug classes of the catalogue."""
-    return _specs(drug_classes)
+def fact_specs(drugs: dict[str, Any]) -> dict[str, FactSpec]:
+    """Every patient fact a rule may name, given the drug catalogue (drugs.yaml's
+    entries by name): each drug's course facts and each class's on_<class>."""
+    return _specs(drugs)
 
 
 def _tri(value: bool | str | None) -> str:
@@ -426,13 +427,13 @@ def _drug_course_facts(p: Patient, f: dict[str, Any], views: dict[str, CourseVie
         by_drug.setdefault(c.drug, []).append(c)
     current_classes: set[str] = set()
     systemic = teratogen = False
-    for drug in V.DRUGS:
+    for drug in drug_classes:  # the catalogue's drugs, in its order
         facts = _drug_facts(drug, by_drug.get(drug, []), p)
         facts.update(_course_facts(drug, views.get(drug)))
         f.update(facts)
         if facts[f"{drug}_status"] == "current":
             current_classes.add(drug_classes.get(drug, ""))
-            if not drug.startswith("topical_"):
+            if drug_classes[drug] != "topical":
                 systemic = True
             teratogen = teratogen or drug in teratogens
     for cls in sorted(set(drug_classes.values())):

@@ -11,11 +11,43 @@ from typing import Annotated, Any, Literal, Union
 
 from typing_extensions import Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo,
+                      WithJsonSchema, model_validator)
+from pydantic_core import PydanticCustomError
 
 from . import vocabulary as V
 
-Drug = Literal[V.DRUGS]  # type: ignore[valid-type]
+DRUG_NAME = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
+# The JSON Schema of a drug name: schemas/ writes the catalogue's drugs in its place.
+DRUG_SCHEMA_MARK = "x-cledecide-catalogue-drug"
+
+
+def _choices(names: Any) -> str:
+    quoted = [f"'{n}'" for n in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+def _catalogue_drug(value: object, info: ValidationInfo) -> object:
+    """A drug is a name of the catalogue (drugs.yaml) of the rule set in use, given as
+    the validation context {"drugs": names}; without one (the catalogue's own entries,
+    a record read before its rules), any well-formed name, and the pipeline checks it
+    against the catalogue before anything is evaluated."""
+    drugs = (info.context or {}).get("drugs") if isinstance(info.context, dict) else None
+    if drugs is not None:
+        if not isinstance(value, str) or value not in drugs:
+            raise PydanticCustomError("literal_error", "Input should be {expected}",
+                                      {"expected": _choices(drugs)})
+        return value
+    if not isinstance(value, str) or not DRUG_NAME.match(value):
+        raise PydanticCustomError(
+            "value_error", "{error}", {"error": "must be a drug name (lower-case letters, "
+                                                "digits and _, starting with a letter)"})
+    return value
+
+
+# Drugs come from the catalogue of the rule set in use, not from this code.
+Drug = Annotated[str, BeforeValidator(_catalogue_drug),
+                 WithJsonSchema({"type": "string", DRUG_SCHEMA_MARK: True})]
 Condition = Literal[V.CONDITIONS]  # type: ignore[valid-type]
 Symptom = Literal[V.SYMPTOMS]  # type: ignore[valid-type]
 MonitoringWord = Literal[V.MONITORING]  # type: ignore[valid-type]

@@ -125,7 +125,7 @@ def put(found: Probe, ruleset: RuleSet) -> None:
 def _rebuild(entry: dict[str, Any]) -> RuleSet:
     drugs = {k: _construct(DrugEntry, v) for k, v in entry["drugs"].items()}
     provenance = _construct(Provenance, entry["provenance"])
-    specs = fact_specs({d.drug_class for d in drugs.values()})
+    specs = fact_specs(drugs)
     derived = frozenset(entry["derived"])
     thresholds = {k: float(v) for k, v in entry["thresholds"].items()}
     vocab = C.Vocabulary(specs, derived, thresholds)

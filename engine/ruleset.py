@@ -19,13 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from . import catalogue
 from . import conditions as C
-from . import vocabulary as V
 from .errors import RuleError
 from .facts import FactSpec, fact_specs
 from .load import Document, format_path, parse, read_bytes
 from .models import Action, Drug, MonitoringWord, Severity, Stage, enumerated_values
 from .signoff import ReviewRecord
-from .validate import best_error, model_from_document
+from .validate import named_drugs, best_error, model_from_document
 
 RULE_FILE_LIMIT = 1_000_000
 SPECIAL_FILES = ("ruleset.yaml", "evidence.yaml", "drugs.yaml", "fhir-map.yaml",
@@ -201,8 +200,13 @@ class DrugEntry(_Strict):
     review: list[ReviewRecord] = Field(default_factory=list)  # engine/signoff.py
 
 
+# A drug's name in the catalogue: an entry of drugs.yaml makes the drug (contract: the
+# record's drugs are the catalogue's), named like a fact (`<name>_status`).
+DrugName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=60)]
+
+
 class DrugFile(_Strict):
-    drugs: dict[Drug, DrugEntry]
+    drugs: dict[DrugName, DrugEntry]
 
 
 class RecommendSpec(_Strict):
@@ -599,12 +603,13 @@ def _catalogue_rules(made: list[dict[str, Any]], drugs: dict[str, DrugEntry],
     drugs.yaml; a mistake in one made from a template names the template's line."""
     out: list[Rule] = []
     told: set[tuple[Any, ...]] = set()  # a template's mistake once, not once per drug
+    context = {"drugs": tuple(drugs)}
     for data in made:
         template = _origin(data)
         drug = str(data.get("id", "")).rsplit(".", 1)[-1]
         line = doc.line_of(("drugs", drug)) if drug in drugs else doc.line_of(("drugs",))
         try:
-            spec = RuleSpec.model_validate(data)
+            spec = RuleSpec.model_validate(data, context=context)
             node = C.parse(spec.when, vocab)
             out.append(Rule(spec, spec.stage or "general", node, C.nnf(node, vocab),
                             doc.file, line))
@@ -710,8 +715,10 @@ def _read_special(folder: Path) -> _Special:
     return _Special(meta_doc, ev_doc, drug_doc, tdoc,
                     model_from_document(Provenance, meta_doc, RuleError),
                     model_from_document(EvidenceFile, ev_doc, RuleError).evidence,
-                    model_from_document(DrugFile, drug_doc, RuleError).drugs,
+                    model_from_document(DrugFile, drug_doc, RuleError,
+                                        context=named_drugs(drug_doc.data)).drugs,
                     model_from_document(catalogue.TemplateFile, tdoc, RuleError))
+
 
 
 def _format_finding(exc: RuleError) -> Finding:
@@ -754,16 +761,18 @@ def _check_special_evidence(sp: _Special, findings: list[Finding]) -> None:
                         findings)
 
 
-def _read_rule_files(folder: Path, hashed: list[tuple[str, str]],
-                     findings: list[Finding]) -> list[tuple[Document, RuleFile]]:
+def _read_rule_files(folder: Path, hashed: list[tuple[str, str]], findings: list[Finding],
+                     drugs: dict[str, DrugEntry]) -> list[tuple[Document, RuleFile]]:
     rule_docs: list[tuple[Document, RuleFile]] = []
+    context = {"drugs": tuple(drugs)}  # a rule names the catalogue's drugs
     for path in sorted(folder.glob("*.yaml")):
         if path.name in SPECIAL_FILES:
             continue
         try:
             doc = _rule_doc(path)
             hashed.append((path.name, doc.sha256))
-            rule_docs.append((doc, model_from_document(RuleFile, doc, RuleError)))
+            rule_docs.append((doc, model_from_document(RuleFile, doc, RuleError,
+                                                       context=context)))
         except RuleError as exc:
             findings.append(_format_finding(exc))
     if not rule_docs and not findings:
@@ -810,7 +819,7 @@ def _vocabulary(sp: _Special, derived: set[str],
                 findings: list[Finding]) -> tuple[dict[str, FactSpec], C.Vocabulary]:
     """The words conditions may use: patient facts, derived facts, named thresholds
     (with each drug's dose limit); the gap check is read with them."""
-    specs = fact_specs({e.drug_class for e in sp.drugs.values()})
+    specs = fact_specs(sp.drugs)
     for name in derived:
         if name in specs:
             findings.append(Finding("error", "derived-shadows-fact",
@@ -893,12 +902,12 @@ def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
               for d in (sp.meta_doc, sp.ev_doc, sp.drug_doc, sp.tdoc)]
     _hash_codemap(folder, hashed, findings)
     _check_special_evidence(sp, findings)
-    rule_docs = _read_rule_files(folder, hashed, findings)
+    rule_docs = _read_rule_files(folder, hashed, findings, sp.drugs)
 
     # Which facts are derived: by active rules and the catalogue's, plus the automatic
     # '<drug>_considered' and '<drug>_start_considered'.
-    derived: set[str] = {considered_fact(d) for d in V.DRUGS}
-    derived |= {start_considered_fact(d) for d in V.DRUGS}
+    derived: set[str] = {considered_fact(d) for d in sp.drugs}
+    derived |= {start_considered_fact(d) for d in sp.drugs}
     made = _catalogue_made(sp.drugs, sp.provenance, sp.drug_doc, sp.templates, sp.tdoc,
                            findings)
     derived |= catalogue.static_derived(sp.templates)
@@ -986,3 +995,4 @@ def _shown(folder: str, cwd: str) -> str:
         return str(path.relative_to(Path(cwd).resolve())) or "."
     except ValueError:
         return str(path)
+

@@ -7,12 +7,14 @@ number, got 'lots'``.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, TypeVar
+import functools
+from pathlib import Path
+from typing import Any, Collection, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from .errors import CledecideError, InputError
-from .load import Document, format_path
+from .errors import CledecideError, InputError, RuleError
+from .load import Document, format_path, parse, read_bytes
 from .models import Patient
 
 M = TypeVar("M", bound=BaseModel)
@@ -95,8 +97,9 @@ def best_error(exc: ValidationError) -> tuple[str, tuple[Any, ...]]:
 
 
 def model_from_document(model: type[M], doc: Document, error: type[CledecideError],
-                        prefix: tuple[Any, ...] = ()) -> M:
-    """Validate doc.data (or a part of it) against a model; raise the best error."""
+                        prefix: tuple[Any, ...] = (), context: Any = None) -> M:
+    """Validate doc.data (or a part of it) against a model; raise the best error.
+    `context`: {"drugs": names}, the catalogue a drug name must be in (models.Drug)."""
     data = doc.data
     for part in prefix:
         data = data[part]
@@ -104,7 +107,7 @@ def model_from_document(model: type[M], doc: Document, error: type[CledecideErro
         raise error(f"must be a mapping of fields, got {type(data).__name__}", doc.file,
                     doc.line_of(prefix), format_path(prefix) or None)
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         message, loc = best_error(exc)
         loc = prefix + loc
@@ -153,11 +156,59 @@ def _check_dates(patient: Patient, doc: Document) -> None:
                                      f"reproductive.{name}")
 
 
-def validate_patient(doc: Document) -> Patient:
-    """A contract-conforming Patient, or an InputError naming file, line and field."""
+def catalogue_drugs(folder: Path | str | None = None) -> tuple[str, ...]:
+    """The drugs of a rules folder's catalogue (drugs.yaml's entries, in its order), the
+    shipped rule set's by default: the drugs are data, never a list in the code. Read
+    without checking the rest of the folder (a record's words, schemas, synthetic
+    patients); a rule set is checked in full by engine/ruleset.py."""
+    if folder is None:
+        from importlib.resources import files
+        folder = str(files("cledecide.rules"))
+    return _catalogue_drugs(str(folder))
+
+
+@functools.lru_cache(maxsize=8)
+def _catalogue_drugs(folder: str) -> tuple[str, ...]:
+    path = Path(folder) / "drugs.yaml"
+    if not path.exists():
+        raise RuleError("missing drugs.yaml in the rules folder", str(path))
+    doc = parse(read_bytes(path, RuleError, 1_000_000), str(path), RuleError)
+    named = named_drugs(doc.data)
+    if named is None:
+        raise RuleError("must hold a mapping 'drugs'", doc.file, doc.line_of(()))
+    return named["drugs"]
+
+
+def named_drugs(data: Any) -> dict[str, tuple[str, ...]] | None:
+    """The drugs drugs.yaml names (its entries' keys): the only drugs its entries and
+    the rule files may name (the validation context of models.Drug)."""
+    drugs = data.get("drugs") if isinstance(data, dict) else None
+    if not isinstance(drugs, dict):
+        return None
+    return {"drugs": tuple(str(k) for k in drugs)}
+
+
+def validate_patient(doc: Document, drugs: Collection[str] | None = None) -> Patient:
+    """A contract-conforming Patient, or an InputError naming file, line and field.
+    `drugs`: the catalogue of the rule set in use, whose drugs are the record's words
+    (the shipped catalogue's by default)."""
+    if drugs is None:
+        drugs = catalogue_drugs()
     if not isinstance(doc.data, dict):
         raise InputError(f"a patient record must be a mapping of fields, got "
                          f"{type(doc.data).__name__}", doc.file, doc.line_of(()))
-    patient = model_from_document(Patient, doc, InputError)
+    patient = model_from_document(Patient, doc, InputError,
+                                  context=None if drugs is None else {"drugs": tuple(drugs)})
     _check_dates(patient, doc)
     return patient
+
+
+def check_drugs(patient: Patient, drugs: Collection[str]) -> None:
+    """Every drug of the record is in the rule set's catalogue: a course of a drug the
+    rules do not know would be silently ignored, so it is refused (validate_patient with
+    the catalogue says so with the line; this guards every other way in)."""
+    for i, course in enumerate(patient.treatments):
+        if course.drug not in drugs:
+            raise InputError(f"must be one of {', '.join(drugs)}; got {_shown(course.drug)} "
+                             "(the drugs of the rule set's catalogue, drugs.yaml)", None,
+                             None, f"treatments[{i}].drug")

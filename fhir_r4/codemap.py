@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..engine import vocabulary as V
 from ..engine.errors import RuleError
 from ..engine.load import Document, load_file
+from ..engine.models import Drug
 
 MAP_FILE = "fhir-map.yaml"
 # The rule set's thresholds for a recent weight (rules/ruleset.yaml); these apply to a
@@ -116,11 +117,11 @@ class CodeMapFile(_Strict):
     systemic_lupus: list[CodeEntry]
     comorbidities: dict[Literal[V.CONDITIONS], list[CodeEntry]]  # type: ignore[valid-type]
     symptoms: dict[Literal[V.SYMPTOMS], list[CodeEntry]]  # type: ignore[valid-type]
-    medications: dict[Literal[V.DRUGS], list[CodeEntry]]  # type: ignore[valid-type]
-    medication_products: dict[Literal[V.DRUGS], list[ProductEntry]] = Field(  # type: ignore[valid-type]
-        default_factory=dict)
-    drug_names: dict[Literal[V.DRUGS], list[str]] = Field(  # type: ignore[valid-type]
-        default_factory=dict)
+    # Drugs are the catalogue's (drugs.yaml); a drug the catalogue lacks is refused
+    # when a record naming it is validated against the rule set.
+    medications: dict[Drug, list[CodeEntry]]
+    medication_products: dict[Drug, list[ProductEntry]] = Field(default_factory=dict)
+    drug_names: dict[Drug, list[str]] = Field(default_factory=dict)
     name_excluding_words: list[str] = Field(default_factory=list)
     contraceptives: list[ContraceptiveEntry] = Field(default_factory=list)
     subtype_unspecified: list[CodeEntry] = Field(default_factory=list)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Collection
 
 from ..engine.errors import InputError, ManyPatients
 from ..engine.load import Document, is_fhir, load_file, load_input
@@ -31,15 +31,17 @@ def load_patient(path: Path | str) -> tuple[Patient, str]:
 
 
 def patients_of(doc: Document, rules_dir: Path | str | None = None,
-                as_of: dt.date | None = None, single: bool = False
+                as_of: dt.date | None = None, single: bool = False,
+                drugs: Collection[str] | None = None
                 ) -> list[tuple[Patient | NoAdvice, Any]]:
     """The validated patients of a parsed input, each with its FHIR import report (None
     for our own record); a patient with no advice (dead on as_of, no CLE on record) is a
     NoAdvice instead. The kind of input is read from the content, not the name.
     `single`: a FHIR input of several patients raises ManyPatients (it is a cohort).
-    `as_of` is for FHIR input: our record carries its own (a different one is an error)."""
+    `as_of` is for FHIR input: our record carries its own (a different one is an error).
+    `drugs`: the rule set's catalogue, the drugs a record may name (FILE:LINE otherwise)."""
     if not is_fhir(doc.data):
-        patient = validate_patient(doc)
+        patient = validate_patient(doc, drugs)
         if as_of is not None and patient.as_of != as_of:
             raise InputError(f"--as-of {as_of} differs from the record's as_of "
                              f"{patient.as_of}: a patient record carries its own date",
@@ -60,7 +62,7 @@ def patients_of(doc: Document, rules_dir: Path | str | None = None,
             out.append((item.no_advice, item.report))
             continue
         assert item.document is not None
-        out.append((validate_patient(item.document), item.report))
+        out.append((validate_patient(item.document, drugs), item.report))
     return out
 
 

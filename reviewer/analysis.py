@@ -114,7 +114,7 @@ def search(ruleset: RuleSet, samples: int = 1500, seed: int = 20261125,
     rng = random.Random(seed)
     out = []
     for i in range(samples):
-        record = random_patient(rng, ruleset.thresholds, i)
+        record = random_patient(rng, ruleset.thresholds, i, drugs=tuple(ruleset.drugs))
         try:
             out.append(Sample(record, evaluate(Patient.model_validate(record), compiled)))
         except EvaluationError as exc:

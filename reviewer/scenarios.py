@@ -198,7 +198,7 @@ def run_case(record: dict[str, Any], label: str, ruleset: RuleSet,
     """One scenario's patient through the engine: its evaluation and its result as
     JSON data (what expectations compare)."""
     raw = json.dumps(record, default=str).encode()
-    patient = validate_patient(parse(raw, label))
+    patient = validate_patient(parse(raw, label), ruleset.drugs)
     ev = evaluate(patient, compiled)
     return ev, json.loads(to_json(explain(ruleset, ev, decide(ruleset, ev), "")))
 

@@ -9,6 +9,7 @@ import random
 from typing import Any
 
 from ..engine import vocabulary as V
+from ..engine.validate import catalogue_drugs
 
 AS_OF = dt.date(2026, 11, 20)
 DOSES = {"hydroxychloroquine": (200, 300, 400, 600), "chloroquine": (150, 250),
@@ -39,8 +40,10 @@ def _days_ago(rng: random.Random, months: tuple[float, ...], max_days: int) -> i
 
 
 def random_patient(rng: random.Random, thresholds: dict[str, float] | None = None,
-                   index: int = 0, as_of: dt.date = AS_OF) -> dict[str, Any]:
-    """One valid patient record (contract section 1), as plain data."""
+                   index: int = 0, as_of: dt.date = AS_OF,
+                   drugs: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """One valid patient record (contract section 1), as plain data; its drugs are the
+    catalogue's (`drugs`, the shipped catalogue by default)."""
     t = thresholds or {}
     clasi_points = tuple(t[k] for k in ("moderate_clasi_activity", "severe_clasi_activity")
                          if k in t) + (0,)
@@ -110,9 +113,10 @@ def random_patient(rng: random.Random, thresholds: dict[str, float] | None = Non
     if rng.random() < 0.3:
         _late_course(rng, record, day)
         return record
-    drugs = list(LADDER[: rng.randint(0, len(LADDER))])
+    catalogue = drugs or catalogue_drugs()
+    drugs = [d for d in LADDER[: rng.randint(0, len(LADDER))] if d in catalogue]
     if rng.random() < 0.3:
-        drugs = rng.sample(V.DRUGS, k=rng.randint(0, 4))
+        drugs = rng.sample(catalogue, k=rng.randint(0, 4))
     for drug in drugs:
         if rng.random() < 0.25:
             continue

@@ -10,6 +10,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from ..engine import vocabulary as V
+from ..engine.validate import catalogue_drugs
 
 AS_OF = dt.date(2026, 11, 20)
 TRI = st.sampled_from([True, False, "unknown"])
@@ -29,7 +30,7 @@ def days_ago(n: int) -> str:
 
 @st.composite
 def courses(draw, drug: str | None = None) -> list[dict[str, Any]]:
-    drug = drug or draw(st.sampled_from(V.DRUGS))
+    drug = drug or draw(st.sampled_from(catalogue_drugs()))
     length = draw(MONTHS_DAYS)
     stopped = draw(st.booleans())
     since = draw(WEEKS_DAYS) if stopped else 0

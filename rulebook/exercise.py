@@ -73,7 +73,7 @@ def run_all(folder: Path | str, ruleset: RuleSet) -> list[Run]:
             run = Run(len(runs), name, rel, expect, record, [])
             try:
                 raw = json.dumps(record, default=str).encode()
-                patient = validate_patient(parse(raw, f"{rel}: {name}"))
+                patient = validate_patient(parse(raw, f"{rel}: {name}"), ruleset.drugs)
                 ev = evaluate(patient, compiled)
                 run.result = result_dict(explain(ruleset, ev, decide(ruleset, ev), ""))
                 run.failures = compare(run.result, expect)

@@ -3,13 +3,14 @@ can complete and check patient records and rule files while they are typed. The
 *.schema.json files beside this module are its output (tests/update_golden.py)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from pydantic import BaseModel
 
 from ..engine.catalogue import TemplateFile
-from ..engine.models import Patient, Result
+from ..engine.models import DRUG_SCHEMA_MARK, Patient, Result
 from ..engine.ruleset import DrugFile, EvidenceFile, Provenance, RuleFile
+from ..engine.validate import catalogue_drugs
 from ..fhir_r4.codemap import CodeMapFile
 from ..fhir_r4.noadvice import NoAdviceModel
 
@@ -29,10 +30,25 @@ SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
 }
 
 
-def schema(name: str) -> dict[str, Any]:
-    """The JSON Schema of one document kind (see SCHEMAS)."""
+def schema(name: str, drugs: Sequence[str] | None = None) -> dict[str, Any]:
+    """The JSON Schema of one document kind (see SCHEMAS). A drug is one of `drugs`,
+    the catalogue of the rule set in use (drugs.yaml; the shipped one by default): the
+    drugs are the catalogue's, so the schema lists that catalogue's."""
     model, title = SCHEMAS[name]
     mode = "serialization" if name in ("result", "no-advice") else "validation"
-    doc = model.model_json_schema(mode=mode, by_alias=True)
+    doc = _with_drugs(model.model_json_schema(mode=mode, by_alias=True),
+                      list(catalogue_drugs() if drugs is None else drugs))
     return {"$schema": DIALECT, "$id": f"https://cledecide.invalid/schema/{name}.json",
             "title": title, **{k: v for k, v in doc.items() if k != "title"}}
+
+
+def _with_drugs(node: Any, drugs: list[str]) -> Any:
+    """Every drug name's schema (models.Drug) as the catalogue's list of drugs."""
+    if isinstance(node, dict):
+        out = {k: _with_drugs(v, drugs) for k, v in node.items() if k != DRUG_SCHEMA_MARK}
+        if node.get(DRUG_SCHEMA_MARK):
+            out["enum"] = list(drugs)
+        return out
+    if isinstance(node, list):
+        return [_with_drugs(v, drugs) for v in node]
+    return node

@@ -103,7 +103,7 @@ class Engine(Rules):
         if none is not None:  # no CLE on record (hospital-wide hooks send every
             # patient), or deceased: nothing to advise, not an error
             return Answer(200, {"cards": []}, f"no advice: {none.reason}", call.patient_id)
-        patient = validate_patient(imported[0].document)
+        patient = validate_patient(imported[0].document, self.ruleset.drugs)
         report = imported[0].report
         if call.hook == "patient-view":
             return self._patient_view(call, patient, report)

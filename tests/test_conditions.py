@@ -5,8 +5,12 @@ import pytest
 
 from cledecide.engine import conditions as C
 from cledecide.engine.facts import fact_specs
+from cledecide.engine.rulecache import load_ruleset
+from cledecide.engine.ruleset import default_rules_dir
 
-VOCAB = C.Vocabulary(fact_specs({"antimalarial"}), frozenset({"antimalarial_refractory"}),
+# The shipped catalogue's drugs (their course facts) and classes.
+DRUGS = load_ruleset(default_rules_dir()).drugs
+VOCAB = C.Vocabulary(fact_specs(DRUGS), frozenset({"antimalarial_refractory"}),
                      {"severe_clasi_activity": 21.0})
 
 
