@@ -541,6 +541,76 @@ def static_derived(file: TemplateFile) -> set[str]:
             if isinstance(t.then.get("derive"), str) and "{{" not in t.then["derive"]}
 
 
+# ------------------------------------------------------- drugs chosen by their properties
+
+# What a rule may select the catalogue's drugs by: `{drugs where: TEST}` in a list of
+# drugs (exclude, among, about), so that a drug added to drugs.yaml with a property is
+# covered by every rule about that property without editing the rule.
+SELECT_FIELDS = ("class", "stage", "teratogenic", "myelosuppressive", "pregnancy",
+                 "breastfeeding", "adjunct")
+
+
+def properties(entry: Any) -> dict[str, Any]:
+    """A drug's properties as selections read them; a property the entry does not state
+    takes its conservative value (not established in pregnancy or breastfeeding;
+    contraindicated and avoided for a teratogen)."""
+    return {"class_": entry.drug_class, "stage": entry.stage,
+            "teratogenic": entry.teratogenic, "myelosuppressive": entry.myelosuppressive,
+            "pregnancy": entry.pregnancy or (
+                "contraindicated" if entry.teratogenic else "not_established"),
+            "breastfeeding": entry.breastfeeding or (
+                "avoid" if entry.teratogenic else "not_established"),
+            "adjunct": entry.course.adjunct}
+
+
+class SelectError(ValueError):
+    """A selection test that cannot be read."""
+
+
+def select(drugs: dict[str, Any], test: str) -> list[str]:
+    """The catalogue's drugs, in its order, whose properties meet a test
+    (`teratogenic`, `pregnancy == not_established`, `myelosuppressive and not
+    teratogenic`, `class == retinoid or class == immunomodulator`)."""
+    try:
+        # `class` is a word of the catalogue (and of Python): read as a name.
+        tree = ast.parse(re.sub(r"\bclass\b", "class_", test.strip()), mode="eval")
+    except SyntaxError:
+        raise SelectError(f"'{test}': not a test (use properties, ==, !=, and, or, "
+                          "not)") from None
+    return [name for name, entry in drugs.items()
+            if _meets(tree.body, properties(entry), test)]
+
+
+def _meets(node: ast.AST, props: dict[str, Any], test: str) -> bool:
+    if isinstance(node, ast.BoolOp):
+        values = [_meets(v, props, test) for v in node.values]
+        return all(values) if isinstance(node.op, ast.And) else any(values)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        return not _meets(node.operand, props, test)
+    if isinstance(node, ast.Compare) and len(node.ops) == 1 and \
+            isinstance(node.ops[0], (ast.Eq, ast.NotEq)):
+        left = _value(node.left, props, test, False)
+        right = _value(node.comparators[0], props, test, True)
+        return (left == right) == isinstance(node.ops[0], ast.Eq)
+    if isinstance(node, ast.Name):
+        return bool(_value(node, props, test, False))
+    raise SelectError(f"'{test}': not a test (use properties, ==, !=, and, or, not)")
+
+
+def _value(node: ast.AST, props: dict[str, Any], test: str, word: bool) -> Any:
+    if isinstance(node, ast.Name) and node.id in props:
+        return props[node.id]
+    if isinstance(node, ast.Name) and word:
+        # `pregnancy == not_established`: a word (true and false: yes and no)
+        return {"true": True, "false": False}.get(node.id, node.id)
+    if isinstance(node, ast.Constant) and isinstance(node.value, (str, bool, int)):
+        return node.value
+    name = (node.id if isinstance(node, ast.Name) else ast.unparse(node)).replace(
+        "class_", "class")
+    raise SelectError(f"'{name}' in '{test}' is not a property of a drug (one of "
+                      f"{', '.join(SELECT_FIELDS)})")
+
+
 # ---------------------------------------------------------- dose and combination rules
 
 def _cap(text: str) -> str:
@@ -616,10 +686,27 @@ def _combination_rules(cat: Catalogue) -> list[dict[str, Any]]:
     return out
 
 
+def _monitoring_rules(cat: Catalogue) -> list[dict[str, Any]]:
+    """A drug's own monitoring (drugs.yaml `monitoring`), shown when it is taken or is
+    the step, like a monitoring rule's items that name the drug."""
+    out: list[dict[str, Any]] = []
+    for d, e in cat.drugs.items():
+        if e.monitoring is None:
+            continue
+        items = [{**item.model_dump(mode="json", exclude_none=True), "drug": d}
+                 for item in e.monitoring.items]
+        rule = _rule(f"catalogue.monitoring.{d}", f"Monitoring on {cat.label(d)}", 10,
+                     {"any": [f"{d}_considered", f"{d}_status == current"]},
+                     {"monitor": items}, e.monitoring.because, e.monitoring.evidence)
+        out.append({**rule, "stage": "monitoring"})
+    return out
+
+
 def generated_rules(drugs: dict[str, Any], thresholds: dict[str, Any],
                     days: Callable[[str], int | None], templates: TemplateFile,
                     fields: dict[str, frozenset[str]]) -> list[Generated]:
     """Every rule the catalogue implies, as rule-file data (validated like any rule)."""
     cat = Catalogue(drugs, thresholds, days)
     return expand(templates, cat, fields) + [
-        Generated(data) for data in _dose_rules(cat) + _combination_rules(cat)]
+        Generated(data) for data in _dose_rules(cat) + _combination_rules(cat)
+        + _monitoring_rules(cat)]

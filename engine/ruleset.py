@@ -15,14 +15,17 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
+                      ValidationInfo, WithJsonSchema, model_validator)
+from pydantic_core import PydanticCustomError
 
 from . import catalogue
 from . import conditions as C
 from .errors import RuleError
 from .facts import FactSpec, fact_specs
 from .load import Document, format_path, parse, read_bytes
-from .models import Action, Drug, MonitoringWord, Severity, Stage, enumerated_values
+from .models import (DRUG_SCHEMA_MARK, Action, Drug, MonitoringWord, Severity, Stage,
+                     enumerated_values)
 from .signoff import ReviewRecord
 from .validate import named_drugs, best_error, model_from_document
 
@@ -190,6 +193,13 @@ class DrugEntry(_Strict):
     drug_class: Word = Field(alias="class")
     stage: Stage
     teratogenic: bool
+    # Properties safety rules select drugs by (`{drugs where: pregnancy ==
+    # not_established}`, engine/catalogue.py select). Not given: the conservative value
+    # (pregnancy and breastfeeding not established; a teratogen contraindicated/avoid).
+    pregnancy: Literal["compatible", "not_established", "contraindicated"] | None = None
+    # caution: allowed, with a warning rule of its own (LactMed data).
+    breastfeeding: Literal["compatible", "caution", "not_established", "avoid"] | None = None
+    myelosuppressive: bool = False    # can suppress the marrow (blood-count holds)
     usual_dose: Text
     dose_limit: DoseLimit | None = None
     never_with: list[Drug] = Field(default_factory=list)
@@ -197,6 +207,10 @@ class DrugEntry(_Strict):
     dosing: Dosing | None = None
     course: CourseProfile = Field(default_factory=CourseProfile)
     reproductive: ReproductiveProfile | None = None
+    # The monitoring the drug needs, shown when it is taken or is the step (a rule
+    # `catalogue.monitoring.<drug>`); monitoring rules may add more. A drug with none
+    # anywhere is a `rules check` warning.
+    monitoring: "DrugMonitoring | None" = None
     review: list[ReviewRecord] = Field(default_factory=list)  # engine/signoff.py
 
 
@@ -216,7 +230,7 @@ class RecommendSpec(_Strict):
     summary: str | None = None
     # For a stop of several possible drugs: the step names the current ones among these
     # (drug: the first; stops: all of them).
-    among: list[Drug] | None = None
+    among: Drugs | None = None
     # "No new drug now" (an infection, a cytopenia of unknown cause): while this is the
     # chosen step, steps that start a drug are not offered as alternatives; "why not"
     # says they wait for it.
@@ -240,12 +254,58 @@ class MonitorSpec(_Strict):
     shown_until_day: Annotated[int, Field(ge=1, le=36500)] | Word | None = None
 
 
+class DrugMonitoring(_Strict):
+    """A drug's monitoring in its catalogue entry: items as in a rule's `monitor`
+    (the drug is filled in), why, and the evidence."""
+
+    items: list[MonitorSpec] = Field(min_length=1)
+    because: Text
+    evidence: list[str] = Field(min_length=1)
+
+
+def _select_drugs(value: object, info: ValidationInfo) -> object:
+    """`{drugs where: TEST}`: the catalogue's drugs whose properties meet TEST
+    (engine/catalogue.py select), read with the catalogue the rule set checks (the
+    validation context); a list of drugs stays as written."""
+    if not isinstance(value, dict):
+        return value
+    if set(value) != {SELECT_KEY} or not isinstance(value[SELECT_KEY], str):
+        raise PydanticCustomError("value_error", "{error}", {
+            "error": f"a list of drugs, or {{{SELECT_KEY}: TEST}} (a test of the catalogue's "
+                     f"properties: {', '.join(catalogue.SELECT_FIELDS)})"})
+    entries = (info.context or {}).get("catalogue") if isinstance(info.context, dict) \
+        else None
+    if entries is None:
+        raise PydanticCustomError("value_error", "{error}", {
+            "error": f"{{{SELECT_KEY}: ...}} is read with the rule set's drugs.yaml"})
+    try:
+        chosen = catalogue.select(entries, value[SELECT_KEY])
+    except catalogue.SelectError as exc:
+        raise PydanticCustomError("value_error", "{error}", {"error": str(exc)}) from None
+    if not chosen:
+        raise PydanticCustomError("value_error", "{error}", {
+            "error": f"'{value[SELECT_KEY]}' selects no drug of drugs.yaml"})
+    return chosen
+
+
+SELECT_KEY = "drugs where"
+# A list of drugs, or the drugs of the catalogue with a property (read when the rule set
+# is checked: a rule holds the list it selected).
+Drugs = Annotated[list[Drug], BeforeValidator(_select_drugs), WithJsonSchema({"anyOf": [
+    {"type": "array", "items": {"type": "string", DRUG_SCHEMA_MARK: True}},
+    {"type": "object", "additionalProperties": False, "required": [SELECT_KEY],
+     "properties": {SELECT_KEY: {"type": "string", "description": (
+         "The catalogue's drugs whose properties meet this test, e.g. pregnancy == "
+         "not_established, teratogenic, myelosuppressive and not teratogenic (properties: "
+         + ", ".join(catalogue.SELECT_FIELDS) + ").")}}}]})]
+
+
 class WarnSpec(_Strict):
     severity: Severity
     message: Text
     # The drugs the warning is about: a warning or info is not shown when every one of
     # them is out of play (stopped by the step, or not taken and ruled out).
-    about: list[Drug] | None = None
+    about: Drugs | None = None
 
 
 class RequestSpec(_Strict):
@@ -273,7 +333,7 @@ class DoseSpec(_Strict):
 class ThenSpec(_Strict):
     derive: Word | None = None
     recommend: RecommendSpec | None = None
-    exclude: list[Drug] | None = None
+    exclude: Drugs | None = None
     # With `exclude`: how the requirement can be met (add a method, wait until a date, do
     # a test). A step it blocks is then not dropped for a lower one: the step becomes
     # meeting the requirement, with the blocked step named as what follows.
@@ -603,7 +663,7 @@ def _catalogue_rules(made: list[dict[str, Any]], drugs: dict[str, DrugEntry],
     drugs.yaml; a mistake in one made from a template names the template's line."""
     out: list[Rule] = []
     told: set[tuple[Any, ...]] = set()  # a template's mistake once, not once per drug
-    context = {"drugs": tuple(drugs)}
+    context = {"drugs": tuple(drugs), "catalogue": drugs}
     for data in made:
         template = _origin(data)
         drug = str(data.get("id", "")).rsplit(".", 1)[-1]
@@ -751,6 +811,9 @@ def _check_special_evidence(sp: _Special, findings: list[Finding]) -> None:
                             where + ("dosing", "evidence"), findings)
         _check_evidence(entry.course.evidence, evidence, drug_doc,
                         where + ("course", "evidence"), findings)
+        if entry.monitoring:
+            _check_evidence(entry.monitoring.evidence, evidence, drug_doc,
+                            where + ("monitoring", "evidence"), findings)
         for who in ("woman", "man"):
             profile = getattr(entry.reproductive, who, None) if entry.reproductive else None
             if profile is not None:
@@ -764,7 +827,8 @@ def _check_special_evidence(sp: _Special, findings: list[Finding]) -> None:
 def _read_rule_files(folder: Path, hashed: list[tuple[str, str]], findings: list[Finding],
                      drugs: dict[str, DrugEntry]) -> list[tuple[Document, RuleFile]]:
     rule_docs: list[tuple[Document, RuleFile]] = []
-    context = {"drugs": tuple(drugs)}  # a rule names the catalogue's drugs
+    # A rule names the catalogue's drugs, or selects them by their properties.
+    context = {"drugs": tuple(drugs), "catalogue": drugs}
     for path in sorted(folder.glob("*.yaml")):
         if path.name in SPECIAL_FILES:
             continue
@@ -928,6 +992,7 @@ def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
     generated = _catalogue_rules(made, sp.drugs, sp.drug_doc, sp.tdoc, vocab, declared.seen,
                                  findings)
     rules += generated
+    findings += _monitoring_findings(rules, sp.drugs, sp.drug_doc)
     findings += _limit_findings(rules, str(folder))
     for cycle in _cycles(depends):
         findings.append(Finding("error", "circular", "circular derivation: "
@@ -942,6 +1007,24 @@ def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
         derived=frozenset(derived), sha256=_rules_hash(hashed + [_generated_hash(generated)]),
         folder=str(folder), inactive=tuple(declared.inactive),
         thresholds=dict(vocab.thresholds), files_sha256=_rules_hash(hashed)), findings
+
+
+def _monitoring_findings(rules: list[Rule], drugs: dict[str, DrugEntry],
+                         doc: Document) -> list[Finding]:
+    """A drug that a rule may start with no monitoring item naming it (its catalogue
+    `monitoring`, or a monitoring rule's `drug:`) is a warning: what is watched while it
+    is taken is part of adding it. Adjuncts and a specialist's drugs are left out."""
+    named = {m.drug for r in rules for m in r.spec.then.monitor or [] if m.drug}
+    out = []
+    for name, entry in drugs.items():
+        if name in named or entry.course.adjunct or entry.stage == "specialist":
+            continue
+        where = ("drugs", name)
+        out.append(Finding("warning", "no-monitoring", f"{name} has no monitoring items: "
+                           "give its entry `monitoring` (items, because, evidence), or name "
+                           f"it in a monitoring rule's item (drug: {name})", doc.file,
+                           doc.line_of(where), format_path(where)))
+    return out
 
 
 def _signoff_findings(provenance: Provenance, drugs: dict[str, DrugEntry],

@@ -60,7 +60,8 @@ def folder_units(folder: Path, ruleset: RuleSet) -> dict[tuple[str, str], Unit]:
             continue
         doc = load_file(path, RuleError, RULE_FILE_LIMIT)
         for i, item in enumerate(doc.data.get("rules") or []):
-            spec = RuleSpec.model_validate(item)
+            spec = RuleSpec.model_validate(item, context={  # its drugs are the catalogue's
+                "drugs": tuple(ruleset.drugs), "catalogue": ruleset.drugs})
             if ("rule", spec.id) in where:
                 continue
             where["rule", spec.id] = (doc.file, doc.line_of(("rules", i, "id")))

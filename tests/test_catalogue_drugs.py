@@ -34,8 +34,15 @@ PLACEHOLDER = """
     usual_dose: test placeholder, no dose is given
     course:
       trial: immunosuppressant_trial_months
+    monitoring:
+      items:
+        - what: clasi_review
+          when: test placeholder, not a verified schedule
+      because: test placeholder, not a verified monitoring plan
+      evidence: [kuhn-2017]
     evidence: [kuhn-2017]
 """
+NO_MONITORING = PLACEHOLDER.split("    monitoring:")[0] + "    evidence: [kuhn-2017]\n"
 
 
 def _folder(tmp_path: Path, entry: str = PLACEHOLDER) -> Path:
@@ -47,7 +54,8 @@ def _folder(tmp_path: Path, entry: str = PLACEHOLDER) -> Path:
 
 
 def _record(drug: str = "apremilast") -> bytes:
-    data = patient(treatments=[{"drug": drug, "start": "2026-01-05", "response": "none"}])
+    # Started a month ago: in its trial, so it continues (and is monitored).
+    data = patient(treatments=[{"drug": drug, "start": "2026-10-20"}])
     return yaml.safe_dump(data, sort_keys=False).encode()
 
 
@@ -57,12 +65,16 @@ def test_an_entry_in_drugs_yaml_is_a_drug_of_that_rule_set(tmp_path: Path) -> No
     assert ruleset is not None, [str(f) for f in findings if f.severity == "error"]
     assert "apremilast" in ruleset.drugs and "apremilast_status" in ruleset.facts
     assert "on_pde4_inhibitor" in ruleset.facts  # its class, too
+    assert not [f for f in findings if f.code == "no-monitoring"]
     assert "apremilast" not in catalogue_drugs()  # not shipped
     p = validate_patient(parse(_record(), "p.yaml"), ruleset.drugs)
     result = json.loads(to_json(evaluate_patient(p, ruleset)))
     assert result["recommendation"]["action"]
     courses = {c["drug"]: c for c in result["courses"]}
     assert "apremilast" in courses
+    # Its monitoring comes from its entry (catalogue.monitoring.apremilast).
+    assert any(m["rule"] == "catalogue.monitoring.apremilast" and m["what"] == "clasi_review"
+               for m in result["monitoring"])
     # The schema of this rule set lists it; the shipped one does not.
     drug = schema("patient", catalogue_drugs(folder))["$defs"]["Course"]["properties"]["drug"]
     assert "apremilast" in drug["enum"]
@@ -97,3 +109,74 @@ def test_a_rule_naming_a_drug_not_in_the_catalogue_is_an_error_with_its_line(
     assert ruleset is None and errors
     assert errors[0].file.endswith("safety.yaml") and errors[0].line
     assert "apremilast" in errors[0].message
+
+
+def test_a_new_drug_without_monitoring_is_a_warning_naming_its_line(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, NO_MONITORING)
+    ruleset, findings = check_folder(folder)
+    assert ruleset is not None  # a warning, not an error
+    found = [f for f in findings if f.code == "no-monitoring"]
+    assert len(found) == 1 and found[0].severity == "warning"
+    text = (folder / "drugs.yaml").read_text().splitlines()
+    assert text[found[0].line - 1].strip() == "apremilast:"
+    assert str(found[0]).startswith(f"{folder / 'drugs.yaml'}:{found[0].line}: "
+                                    "drugs.apremilast: apremilast has no monitoring items")
+
+
+def test_safety_lists_read_catalogue_properties() -> None:
+    """The pregnancy, breastfeeding, teratogen and marrow lists of safety.yaml are
+    catalogue selections; on the shipped catalogue they are the lists once written out."""
+    rules = load_ruleset(RULES).by_id
+    then = {rid: rules[rid].spec.then for rid in (
+        "safety.pregnancy.not-established", "safety.pregnancy.unknown",
+        "safety.breastfeeding", "safety.pregnancy.stop-teratogen",
+        "safety.febrile-cytopenia")}
+    not_established = ["chloroquine", "quinacrine", "dapsone", "belimumab", "anifrolumab"]
+    assert then["safety.pregnancy.not-established"].exclude == not_established
+    assert then["safety.pregnancy.unknown"].exclude == not_established
+    assert then["safety.breastfeeding"].exclude == ["quinacrine", "belimumab", "anifrolumab"]
+    assert then["safety.pregnancy.stop-teratogen"].recommend.among == [
+        "methotrexate", "mycophenolate", "acitretin", "isotretinoin", "thalidomide",
+        "lenalidomide"]
+    assert then["safety.febrile-cytopenia"].recommend.among == [
+        "methotrexate", "mycophenolate", "dapsone", "lenalidomide"]
+    written = (RULES / "safety.yaml").read_text()
+    assert "{drugs where: pregnancy == not_established}" in written
+
+
+def test_a_new_drug_is_covered_by_the_property_rules(tmp_path: Path) -> None:
+    """The placeholder states no pregnancy or breastfeeding property: the conservative
+    value (not established) puts it in those exclusions without editing safety.yaml."""
+    ruleset, _ = check_folder(_folder(tmp_path))
+    assert ruleset is not None
+    rules = ruleset.by_id
+    assert "apremilast" in rules["safety.pregnancy.not-established"].spec.then.exclude
+    assert "apremilast" in rules["safety.breastfeeding"].spec.then.exclude
+    assert "apremilast" not in rules["safety.pregnancy.stop-teratogen"].spec.then.recommend.among
+    data = patient(**{"reproductive.childbearing_potential": True,
+                      "reproductive.pregnant": True})
+    p = validate_patient(parse(yaml.safe_dump(data).encode(), "p.yaml"), ruleset.drugs)
+    result = json.loads(to_json(evaluate_patient(p, ruleset)))
+    assert any(e["drug"] == "apremilast" and e["rule"] == "safety.pregnancy.not-established"
+               for e in result["excluded"])
+
+
+@pytest.mark.parametrize("test, words", [
+    ("pregnancy == not_established and potency", "'potency' in"),
+    ("pregnancy ==", "not a test"),
+    ("stage == nowhere", "selects no drug"),
+])
+def test_a_wrong_selection_is_an_error_with_its_line(tmp_path: Path, test: str,
+                                                     words: str) -> None:
+    folder = tmp_path / "rules"
+    shutil.copytree(RULES, folder)
+    path = folder / "safety.yaml"
+    text = path.read_text()
+    path.write_text(text.replace("exclude: {drugs where: breastfeeding == not_established}",
+                                 f"exclude: {{drugs where: {test}}}"))
+    ruleset, findings = check_folder(folder)
+    errors = [f for f in findings if f.severity == "error"]
+    assert ruleset is None and len(errors) == 1 and words in errors[0].message
+    assert errors[0].file.endswith("safety.yaml") and errors[0].field.endswith("then.exclude")
+    line = path.read_text().splitlines()[errors[0].line - 1]
+    assert "drugs where" in line
