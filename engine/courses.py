@@ -18,7 +18,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from .dosing import Regimen, best_regimen
+from .dosing import Regimen, basis_weight, best_regimen
 from .models import Course, Patient
 from .vocabulary import RESPONSES
 
@@ -67,8 +67,19 @@ def course_key(c: Course) -> tuple[Any, ...]:
             RESPONSES.index(c.response), c.stop_reason or "", tuple(sorted(c.adverse_events)))
 
 
+def dose_weight(entry: Any, demographics: Any) -> float | None:
+    """The weight (kg) a drug's dose limit is per: its basis (engine/dosing.py) from the
+    record, or None when a datum it needs is missing (no dose is then named)."""
+    limit = entry.dose_limit
+    if limit is None:
+        return None
+    return basis_weight(limit.basis, demographics.weight_kg, demographics.height_cm,
+                        demographics.sex)
+
+
 def weight_regimen(entry: Any, weight: float | None) -> tuple[Regimen | None, float | None]:
-    """The best dispensable regimen within a weight limit, and the limit in mg/day."""
+    """The best dispensable regimen within a weight limit (`weight`: the limit's basis
+    weight, dose_weight), and the limit in mg/day."""
     limit = entry.dose_limit
     if limit is None or weight is None:
         return None, None
@@ -117,7 +128,6 @@ def course_views(p: Patient, drugs: Mapping[str, Any], thresholds: Mapping[str, 
     change = thresholds.get("clasi_meaningful_change", 4)
     percent = thresholds.get("clasi_meaningful_change_percent", 20)
     active = thresholds.get("moderate_clasi_activity", 10)
-    weight = p.demographics.weight_kg
     out: dict[str, CourseView] = {}
     for drug, courses in by_drug.items():
         courses = sorted(courses, key=course_key)
@@ -161,7 +171,7 @@ def course_views(p: Patient, drugs: Mapping[str, Any], thresholds: Mapping[str, 
         at_max: bool | None = None
         if dose is not None and not wrong_unit and entry is not None:
             if entry.dose_limit is not None:
-                regimen, _ = weight_regimen(entry, weight)
+                regimen, _ = weight_regimen(entry, dose_weight(entry, p.demographics))
                 if regimen is not None:
                     at_max = dose >= regimen.mean - 1e-9
             elif dosing is not None and dosing.steps_mg:

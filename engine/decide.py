@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .courses import CourseView, course_key, next_step, weight_regimen
+from .dosing import BASES, basis_weight
 from .texts import Overlay, context, render_text
 from .words import unmet_words
 from .evaluate import Evaluation
@@ -118,6 +119,21 @@ class Decision:
     on_hold: Candidate | None = None  # the step gather_data waits for
 
 
+def _basis_requests(ruleset: RuleSet, ev: Evaluation, steps: list[Any],
+                    requests: dict[str, str]) -> None:
+    """The record fields a weight-based dose of a step needs and lacks (its basis:
+    real body weight; ideal or lean body weight also need the height)."""
+    d = ev.patient.demographics
+    for step in steps:
+        limit = ruleset.drugs[step.drug].dose_limit if step.drug else None
+        if limit is None:
+            continue
+        basis = BASES[limit.basis]
+        for need in basis.needs:
+            if getattr(d, need.rsplit(".", 1)[1]) is None:
+                requests.setdefault(need, basis.why)
+
+
 def _label(ruleset: RuleSet, drug: str | None) -> str:
     if drug is None:
         return ""
@@ -125,21 +141,32 @@ def _label(ruleset: RuleSet, drug: str | None) -> str:
     return entry.label if entry else drug.replace("_", " ")
 
 
-def weight_dose(ruleset: RuleSet, drug: str, weight: float | None) -> tuple[str, int | None]:
+def weight_dose(ruleset: RuleSet, drug: str, weight: float | None,
+                height_cm: float | None = None, sex: str | None = None
+                ) -> tuple[str, int | None]:
     """A dispensable regimen within the drug's weight limit (never above it), as text,
-    and the limit in whole mg/day."""
+    and the limit in whole mg/day. `weight` is real body weight; the limit is per kg of
+    its basis (engine/dosing.py), which may need height and sex too: without them no
+    dose is named."""
     entry = ruleset.drugs[drug]
     limit = entry.dose_limit
     assert limit is not None
-    if weight is None:
-        return (f"at most {limit.mg_per_kg_per_day:g} mg/kg real body weight per day; "
-                f"weigh the patient before dosing", None)
+    basis = BASES[limit.basis]
+    per = basis_weight(limit.basis, weight, height_cm, sex)
+    if per is None:
+        todo = "weigh the patient" if limit.basis == "real_body_weight" else \
+            "record the height and weight"
+        return (f"at most {limit.mg_per_kg_per_day:g} mg/kg {basis.words} per day; "
+                f"{todo} before dosing", None)
+    if limit.basis != "real_body_weight":
+        per = round(per, 1)  # as the text shows it
+    weight = per
     regimen, cap = weight_regimen(entry, weight)
     assert cap is not None
     maximum = int(math.floor(cap + 1e-9))
     salt = entry.dosing.salt if entry.dosing else None
     of = f" of {salt}" if salt else ""
-    limit_text = (f"at most {limit.mg_per_kg_per_day:g} mg/kg real body weight x {weight:g} kg "
+    limit_text = (f"at most {limit.mg_per_kg_per_day:g} mg/kg {basis.words} x {weight:g} kg "
                   f"= {maximum} mg/day{of}")
     if regimen is None:
         return (f"no dispensable regimen is within the limit ({limit_text}): a specialist "
@@ -148,6 +175,12 @@ def weight_dose(ruleset: RuleSet, drug: str, weight: float | None) -> tuple[str,
     text = regimen.text(salt=salt, base_of=base)
     per_kg = regimen.mean / weight
     return (f"{text}; {per_kg:.1f} mg/kg/day{of} ({limit_text})", maximum)
+
+
+def _body(ev: Evaluation) -> tuple[float | None, float | None, str]:
+    """Real body weight, height and sex: what a dose basis is computed from."""
+    d = ev.patient.demographics
+    return ev.facts.get("weight_kg"), d.height_cm, d.sex
 
 
 def _course_doses(ev: Evaluation, drug: str) -> list[tuple[Any, float | None, str, str | None]]:
@@ -219,13 +252,13 @@ def _dose_for(ruleset: RuleSet, ev: Evaluation, action: str, drug: str | None,
             return f"{d:g} {u} (the previous effective dose)"
         view = ev.courses.get(drug)
         if entry.dose_limit:
-            text, _ = weight_dose(ruleset, drug, ev.facts.get("weight_kg"))
+            text, _ = weight_dose(ruleset, drug, *_body(ev))
             return "raise to " + text
         following = next_step(entry, view.dose if view else None)
         if following is not None:
             return f"{_step_text(ruleset, drug, following)} (the next dose step)"
     if entry.dose_limit and action in ("start", "add", "switch", "reintroduce", "reduce"):
-        text, _ = weight_dose(ruleset, drug, ev.facts.get("weight_kg"))
+        text, _ = weight_dose(ruleset, drug, *_body(ev))
         return ("reduce to " + text) if action == "reduce" else text
     if action in ("start", "add", "switch") and entry.dosing is not None and not rule_dose:
         return entry.dosing.start
@@ -950,10 +983,7 @@ def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
     unique_alts, also_stop = _arrange(rec, choice.alternatives, split)
     warnings = _warnings(ruleset, ev, ctx, rec, requirements, every_exclusion, also_stop,
                          _blocked(excluded) | stopped_by(rec.action, rec.drug, rec.stops))
-    if ev.facts.get("weight_kg") is None and any(
-            c.drug and ruleset.drugs[c.drug].dose_limit for c in [rec] + unique_alts):
-        requests.setdefault("demographics.weight_kg",
-                            "weight-based dose limit (real body weight)")
+    _basis_requests(ruleset, ev, [rec] + unique_alts, requests)
     ex_sorted = sorted({(e.drug, e.rule): e for e in excluded}.values(),
                        key=lambda e: (e.drug, e.rule))
     blocked = _blocked(excluded)

@@ -1,5 +1,6 @@
-"""Doses a pharmacy can dispense: a daily limit (mg/kg real body weight, or the
-catalogue's maximum) turned into a real regimen of whole tablets.
+"""Doses a pharmacy can dispense: a daily limit (mg/kg of the drug's dose basis -- real,
+ideal or lean body weight -- or the catalogue's maximum) turned into a real regimen of
+whole tablets; and the named formulas of those bases.
 
 A limit is never rounded up past itself: the regimen chosen is the one with the highest
 mean daily dose that stays within the limit, preferring one dose every day over
@@ -85,3 +86,79 @@ def best_regimen(limit_mg_per_day: float, tablets: tuple[float, ...]) -> Regimen
         return None
     # Highest mean; one amount every day before alternating days at the same mean.
     return max(options, key=lambda o: (round(o[0], 6), -o[1]))[2]
+
+
+# ------------------------------------------------------------- the weight a dose is per
+# A weight-based limit (drugs.yaml dose_limit) is per kg of one of these bases. Each is a
+# named formula with its source beside it. A basis whose data are missing gives None:
+# the step then asks for the data and names no dose (never a guess, never a bigger dose).
+
+INCH_CM = 2.54
+
+
+def ideal_body_weight_devine(height_cm: float, sex: str) -> float:
+    """Ideal body weight (kg), Devine formula: 50 kg (men) or 45.5 kg (women) plus 2.3 kg
+    per inch of height above 5 feet (60 inches). Source: Devine BJ. Gentamicin therapy.
+    Drug Intell Clin Pharm 1974;8:650-5 (evidence key devine-1974). Below 5 feet the
+    formula is applied as written (a lower weight; conservative) and never below 0."""
+    base = 50.0 if sex == "male" else 45.5
+    return max(0.0, base + 2.3 * (height_cm / INCH_CM - 60))
+
+
+def lean_body_weight_janmahasatian(weight_kg: float, height_cm: float, sex: str) -> float:
+    """Lean body weight (kg), Janmahasatian formula: 9270 x weight / (6680 + 216 x BMI)
+    for men, 9270 x weight / (8780 + 244 x BMI) for women, BMI in kg/m2. Source:
+    Janmahasatian S, Duffull SB, Ash S, Ward LC, Byrne NM, Green B. Quantification of
+    lean bodyweight. Clin Pharmacokinet 2005;44(10):1051-65 (evidence key
+    janmahasatian-2005)."""
+    bmi = weight_kg / (height_cm / 100) ** 2
+    if sex == "male":
+        return 9270 * weight_kg / (6680 + 216 * bmi)
+    return 9270 * weight_kg / (8780 + 244 * bmi)
+
+
+@dataclass(frozen=True)
+class Basis:
+    """One dose basis: its words in the advice, the record fields it needs (each asked
+    for when missing) and why."""
+
+    name: str
+    words: str
+    needs: tuple[str, ...]
+    why: str
+
+
+BASES = {
+    "real_body_weight": Basis("real_body_weight", "real body weight",
+                              ("demographics.weight_kg",),
+                              "weight-based dose limit (real body weight)"),
+    "ideal_body_weight": Basis("ideal_body_weight", "ideal body weight (Devine)",
+                               ("demographics.weight_kg", "demographics.height_cm"),
+                               "dose limit per kg of ideal body weight (Devine formula: "
+                               "height and sex; real body weight caps it)"),
+    "lean_body_weight": Basis("lean_body_weight", "lean body weight (Janmahasatian)",
+                              ("demographics.weight_kg", "demographics.height_cm"),
+                              "dose limit per kg of lean body weight (Janmahasatian formula: "
+                              "weight, height and sex)"),
+}
+
+
+def basis_weight(basis: str, weight_kg: float | None, height_cm: float | None,
+                 sex: str | None) -> float | None:
+    """The weight (kg) a dose limit is per, or None when a datum it needs is missing.
+    Never above the real body weight (conservative: an underweight patient's ideal
+    weight would give a bigger dose than her own weight), so real weight is always
+    needed."""
+    if weight_kg is None:
+        return None
+    if basis == "real_body_weight":
+        return weight_kg
+    if height_cm is None or sex not in ("female", "male"):
+        return None
+    if basis == "ideal_body_weight":
+        value = ideal_body_weight_devine(height_cm, sex)
+    elif basis == "lean_body_weight":
+        value = lean_body_weight_janmahasatian(weight_kg, height_cm, sex)
+    else:
+        raise ValueError(f"unknown dose basis '{basis}'")
+    return min(value, weight_kg)

@@ -14,7 +14,8 @@ from typing import Any
 
 from . import vocabulary as V
 from .courses import (PHASES, CourseView, antimalarial_years, conception_plan, course_key,
-                      course_views, creatinine_clearance, first_antimalarial_start)
+                      course_views, creatinine_clearance, dose_weight,
+                      first_antimalarial_start)
 from .models import Course, Patient
 
 YES, NO, UNKNOWN = "yes", "no", "unknown"
@@ -64,8 +65,8 @@ def _drug_specs(drug: str) -> list[FactSpec]:
         FactSpec(f"{drug}_dose_mg_per_day", "number", f"{name}: current daily dose",
                  unit="mg/day"),
         FactSpec(f"{drug}_dose_mg_per_kg", "number",
-                 f"{name}: current daily dose per kg real body weight",
-                 unit="mg/kg/day"),
+                 f"{name}: current daily dose per kg of its dose basis (drugs.yaml "
+                 "dose_limit.basis; real body weight without one)", unit="mg/kg/day"),
         FactSpec(f"{drug}_dose_reduced", "bool",
                  f"{name}: the current course is a dose reduction", default=NO),
         FactSpec(f"{drug}_weeks_since_dose_reduction", "number",
@@ -252,7 +253,8 @@ def _woman(p: Patient) -> dict[str, Any]:
     }
 
 
-def _drug_facts(drug: str, courses: list[Course], p: Patient) -> dict[str, Any]:
+def _drug_facts(drug: str, courses: list[Course], p: Patient,
+                per_kg: float | None) -> dict[str, Any]:
     if not courses:
         return {f"{drug}_status": "never", f"{drug}_dose_reduced": NO,
                 f"{drug}_ever_responded": NO, f"{drug}_adverse_event": NO}
@@ -278,8 +280,8 @@ def _drug_facts(drug: str, courses: list[Course], p: Patient) -> dict[str, Any]:
     dose = _daily_dose(latest)
     if current and dose is not None:
         out[f"{drug}_dose_mg_per_day"] = _num(dose)
-        if p.demographics.weight_kg:
-            out[f"{drug}_dose_mg_per_kg"] = _num(dose / p.demographics.weight_kg)
+        if per_kg:  # the dose basis's weight (missing data: the fact is not known)
+            out[f"{drug}_dose_mg_per_kg"] = _num(dose / per_kg)
     reduced = [c for c in courses if c is not latest and c.stop_reason == "dose_reduced"
                and c.stop is not None and c.stop <= latest.start]
     out[f"{drug}_dose_reduced"] = _tri(current and bool(reduced))
@@ -384,7 +386,7 @@ def patient_facts(p: Patient, ruleset: Any,
 
     _eye_facts(p, f)
 
-    _drug_course_facts(p, f, views, drug_classes, teratogens)
+    _drug_course_facts(p, f, views, drug_classes, teratogens, ruleset.drugs)
     return f
 
 
@@ -420,15 +422,18 @@ def _eye_facts(p: Patient, f: dict[str, Any]) -> None:
 
 
 def _drug_course_facts(p: Patient, f: dict[str, Any], views: dict[str, CourseView],
-                       drug_classes: dict[str, str], teratogens: frozenset[str]) -> None:
+                       drug_classes: dict[str, str], teratogens: frozenset[str],
+                       drugs: dict[str, Any]) -> None:
     """Each drug's course facts, and what is taken now by class."""
     by_drug: dict[str, list[Course]] = {}
     for c in p.treatments:
         by_drug.setdefault(c.drug, []).append(c)
     current_classes: set[str] = set()
     systemic = teratogen = False
-    for drug in drug_classes:  # the catalogue's drugs, in its order
-        facts = _drug_facts(drug, by_drug.get(drug, []), p)
+    for drug, entry in drugs.items():  # the catalogue's drugs, in its order
+        per_kg = dose_weight(entry, p.demographics) if entry.dose_limit \
+            else p.demographics.weight_kg
+        facts = _drug_facts(drug, by_drug.get(drug, []), p, per_kg)
         facts.update(_course_facts(drug, views.get(drug)))
         f.update(facts)
         if facts[f"{drug}_status"] == "current":

@@ -143,6 +143,9 @@ class Demographics(_Strict):
     age: Annotated[Number, Field(ge=0, le=120)]
     sex: Literal["female", "male"]
     weight_kg: Annotated[Number, Field(ge=2, le=400)] | None = None
+    height_cm: Annotated[Number, Field(ge=30, le=275)] | None = Field(
+        default=None, description="Height in cm: a dose limit per kg of ideal or lean "
+        "body weight needs it (without it no such dose is named and it is asked for).")
 
 
 class Reproductive(_Strict):

@@ -91,7 +91,11 @@ class EvidenceFile(_Strict):
 
 class DoseLimit(_Strict):
     mg_per_kg_per_day: float = Field(gt=0)
-    basis: Literal["real_body_weight"] = "real_body_weight"
+    # The weight the limit is per (engine/dosing.py BASES, each a named formula): real
+    # body weight; ideal body weight (Devine: height, sex); lean body weight
+    # (Janmahasatian: weight, height, sex). Never above real body weight.
+    basis: Literal["real_body_weight", "ideal_body_weight", "lean_body_weight"] = \
+        "real_body_weight"
     max_mg_per_day: float | None = Field(default=None, gt=0)
     round_down_to_mg: int = Field(default=1, ge=1)
     evidence: list[str] = Field(min_length=1)
