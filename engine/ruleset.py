@@ -192,55 +192,6 @@ class ReproductiveProfile(_Strict):
     man: ManProfile | None = None
 
 
-class DrugEntry(_Strict):
-    label: Text
-    drug_class: Word = Field(alias="class")
-    stage: Stage
-    teratogenic: bool
-    # Properties safety rules select drugs by (`{drugs where: pregnancy ==
-    # not_established}`, engine/catalogue.py select). Not given: the conservative value
-    # (pregnancy and breastfeeding not established; a teratogen contraindicated/avoid).
-    pregnancy: Literal["compatible", "not_established", "contraindicated"] | None = None
-    # caution: allowed, with a warning rule of its own (LactMed data).
-    breastfeeding: Literal["compatible", "caution", "not_established", "avoid"] | None = None
-    myelosuppressive: bool = False    # can suppress the marrow (blood-count holds)
-    usual_dose: Text
-    dose_limit: DoseLimit | None = None
-    never_with: list[Drug] = Field(default_factory=list)
-    evidence: list[str] = Field(default_factory=list)
-    dosing: Dosing | None = None
-    course: CourseProfile = Field(default_factory=CourseProfile)
-    reproductive: ReproductiveProfile | None = None
-    # The monitoring the drug needs, shown when it is taken or is the step (a rule
-    # `catalogue.monitoring.<drug>`); monitoring rules may add more. A drug with none
-    # anywhere is a `rules check` warning.
-    monitoring: "DrugMonitoring | None" = None
-    review: list[ReviewRecord] = Field(default_factory=list)  # engine/signoff.py
-
-
-# A drug's name in the catalogue: an entry of drugs.yaml makes the drug (contract: the
-# record's drugs are the catalogue's), named like a fact (`<name>_status`).
-DrugName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=60)]
-
-
-class DrugFile(_Strict):
-    drugs: dict[DrugName, DrugEntry]
-
-
-class RecommendSpec(_Strict):
-    action: Action
-    drug: Drug | None = None
-    dose: str | None = None
-    summary: str | None = None
-    # For a stop of several possible drugs: the step names the current ones among these
-    # (drug: the first; stops: all of them).
-    among: Drugs | None = None
-    # "No new drug now" (an infection, a cytopenia of unknown cause): while this is the
-    # chosen step, steps that start a drug are not offered as alternatives; "why not"
-    # says they wait for it.
-    holds_starts: bool = False
-
-
 class MonitorSpec(_Strict):
     what: MonitoringWord
     when: Text
@@ -302,6 +253,58 @@ Drugs = Annotated[list[Drug], BeforeValidator(_select_drugs), WithJsonSchema({"a
          "The catalogue's drugs whose properties meet this test, e.g. pregnancy == "
          "not_established, teratogenic, myelosuppressive and not teratogenic (properties: "
          + ", ".join(catalogue.SELECT_FIELDS) + ").")}}}]})]
+
+
+class DrugEntry(_Strict):
+    label: Text
+    drug_class: Word = Field(alias="class")
+    stage: Stage
+    teratogenic: bool
+    # Properties safety rules select drugs by (`{drugs where: pregnancy ==
+    # not_established}`, engine/catalogue.py select). Not given: the conservative value
+    # (pregnancy and breastfeeding not established; a teratogen contraindicated/avoid).
+    pregnancy: Literal["compatible", "not_established", "contraindicated"] | None = None
+    # caution: allowed, with a warning rule of its own (LactMed data).
+    breastfeeding: Literal["compatible", "caution", "not_established", "avoid"] | None = None
+    myelosuppressive: bool = False    # can suppress the marrow (blood-count holds)
+    usual_dose: Text
+    dose_limit: DoseLimit | None = None
+    never_with: list[Drug] = Field(default_factory=list)
+    evidence: list[str] = Field(default_factory=list)
+    dosing: Dosing | None = None
+    course: CourseProfile = Field(default_factory=CourseProfile)
+    reproductive: ReproductiveProfile | None = None
+    # The monitoring the drug needs, shown when it is taken or is the step (a rule
+    # `catalogue.monitoring.<drug>`); monitoring rules may add more. A drug with none
+    # anywhere is a `rules check` warning.
+    monitoring: DrugMonitoring | None = None
+    review: list[ReviewRecord] = Field(default_factory=list)  # engine/signoff.py
+
+
+# A drug's name in the catalogue: an entry of drugs.yaml makes the drug (contract: the
+# record's drugs are the catalogue's), named like a fact (`<name>_status`).
+DrugName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=60)]
+
+
+class DrugFile(_Strict):
+    drugs: dict[DrugName, DrugEntry]
+
+
+class RecommendSpec(_Strict):
+    action: Action
+    drug: Drug | None = None
+    dose: str | None = None
+    summary: str | None = None
+    # For a stop of several possible drugs: the step names the current ones among these
+    # (drug: the first; stops: all of them).
+    among: Drugs | None = None
+    # "No new drug now" (an infection, a cytopenia of unknown cause): while this is the
+    # chosen step, steps that start a drug are not offered as alternatives; "why not"
+    # says they wait for it.
+    holds_starts: bool = False
+
+
+
 
 
 class WarnSpec(_Strict):

@@ -180,3 +180,28 @@ def test_a_wrong_selection_is_an_error_with_its_line(tmp_path: Path, test: str,
     assert errors[0].file.endswith("safety.yaml") and errors[0].field.endswith("then.exclude")
     line = path.read_text().splitlines()[errors[0].line - 1]
     assert "drugs where" in line
+
+
+def test_a_catalogue_with_monitoring_and_properties_is_cached(tmp_path: Path,
+                                                              monkeypatch) -> None:
+    """The rule-set cache rebuilds the new entry fields exactly (a forward reference
+    left `monitoring` a plain mapping, and such a rule set was never cached)."""
+    from cledecide.engine import rulecache
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("CLEDECIDE_NO_CACHE", raising=False)
+    folder = _folder(tmp_path)
+    found = rulecache.probe(folder)
+    ruleset, _ = check_folder(folder)
+    assert found is not None and ruleset is not None
+    rulecache.put(found, ruleset)
+    again = rulecache.get(found, str(folder))
+    assert again == ruleset
+    # A fresh process reads it from the cache before any model is validated.
+    import subprocess
+    import sys
+    code = ("from cledecide.engine import rulecache; import sys; f = sys.argv[1]; "
+            "r = rulecache.get(rulecache.probe(f), f); "
+            "print(r.drugs['apremilast'].monitoring.items[0].what)")
+    out = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "clasi_review"
