@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from . import analysis
+from .diff import RuleDiff, diff, format_diff  # noqa: F401  (the library's names)
+from .scenarios import default_scenarios_dir
 from ..engine.errors import RuleError
 from ..engine.load import load_file
 from ..engine.rulecache import load_ruleset
@@ -222,15 +224,6 @@ def _evidence(spec, rs: RuleSet) -> list[str]:
     return out
 
 
-def default_scenarios_dir(rules_folder: Path) -> Path:
-    """scenarios/ beside the rules folder, else the repository's or package's copy."""
-    candidate = rules_folder.parent / "scenarios"
-    if candidate.is_dir():
-        return candidate
-    from importlib.resources import files
-    return Path(str(files("cledecide.scenarios")))
-
-
 def test(folder: Path | str | None = None, scenarios: Path | str | None = None):
     """Run scenario files against a rule set (see reviewer/scenarios.py)."""
     from .scenarios import run_scenarios
@@ -245,148 +238,6 @@ def test(folder: Path | str | None = None, scenarios: Path | str | None = None):
 def format_test(report, coverage: bool = True) -> str:
     from .scenarios import format_report
     return format_report(report, coverage)
-
-
-# ------------------------------------------------------------------------- diff
-
-@dataclass
-class RuleDiff:
-    added: list[str]
-    removed: list[str]
-    changed: dict[str, list[str]]          # rule id -> changed fields
-    other: list[str]                        # thresholds, drugs, evidence, provenance
-    outcomes: list[tuple[str, str, str]]    # case, old step, new step
-    # --patients: a real cohort through both rule sets
-    cohort_total: int = 0
-    cohort_failed: int = 0
-    cohort_changes: dict[tuple[str, str], list[str]] = field(default_factory=dict)
-
-
-def _step(result: dict) -> str:
-    """'action drug' of a result's recommendation (the cohort table compares these)."""
-    rec = result["recommendation"]
-    return f"{rec['action']} {rec['drug'] or ''}".strip()
-
-
-def _cases(scenarios: Path | None, examples: Path | None):
-    from .scenarios import expand, scenario_files
-    if scenarios and scenarios.is_dir():
-        for path in scenario_files(scenarios):
-            for name, record, _ in expand(load_file(path, RuleError).data):
-                yield f"{path.name}: {name}", record
-    if examples and examples.is_dir():
-        for path in sorted(examples.glob("*.yaml")):
-            if path.name != "expected.yaml":
-                yield f"example {path.name}", load_file(path).data
-
-
-def _cohort_changes(d: "RuleDiff", a: RuleSet, b: RuleSet,
-                    patients: list[str]) -> None:
-    """Every patient of a cohort through both rule sets: old step -> new step counts,
-    with up to three example patients (their sources) per cell."""
-    from ..cohort.stream import Outcome, evaluate_all, records
-    for item in records(patients):
-        if isinstance(item, Outcome):
-            d.cohort_total += 1
-            d.cohort_failed += 1
-            continue
-        # a FHIR Bundle may hold several patients: each is one row of the table
-        for old, new in zip(evaluate_all(item, a), evaluate_all(item, b)):
-            d.cohort_total += 1
-            if old.result is None or new.result is None:
-                d.cohort_failed += 1
-                continue
-            so, sn = _step(old.result), _step(new.result)
-            if so != sn:
-                d.cohort_changes.setdefault((so, sn), []).append(old.source)
-
-
-def diff(old: Path | str, new: Path | str, scenarios: Path | str | None = None,
-         examples: Path | str | None = None,
-         patients: list[str] | None = None) -> RuleDiff:
-    """What changed between two rule sets, and for which patients the step changes."""
-    import json
-    from ..engine import evaluate as ev_mod
-    from ..engine.compile import compile_rules
-    from ..engine.decide import decide
-    from ..engine.load import parse
-    from ..engine.validate import validate_patient
-    a, b = load_ruleset(old), load_ruleset(new)
-    ra, rb = a.by_id, b.by_id
-    changed: dict[str, list[str]] = {}
-    for rid in sorted(set(ra) & set(rb)):
-        da = ra[rid].spec.model_dump(mode="json")
-        db = rb[rid].spec.model_dump(mode="json")
-        fields = [k for k in da if da[k] != db.get(k)]
-        if fields:
-            changed[rid] = fields
-    other = []
-    ta, tb = a.provenance.thresholds, b.provenance.thresholds
-    for name in sorted(set(ta) | set(tb)):
-        va = ta[name].value if name in ta else None
-        vb = tb[name].value if name in tb else None
-        if va != vb:
-            other.append(f"threshold {name}: {va} -> {vb}")
-    for name in sorted(set(a.drugs) | set(b.drugs)):
-        if (a.drugs.get(name) and a.drugs[name].model_dump()) != \
-                (b.drugs.get(name) and b.drugs[name].model_dump()):
-            other.append(f"drug {name} changed in drugs.yaml")
-    if set(a.evidence) != set(b.evidence):
-        other.append("evidence keys: " + ", ".join(
-            [f"+{k}" for k in sorted(set(b.evidence) - set(a.evidence))] +
-            [f"-{k}" for k in sorted(set(a.evidence) - set(b.evidence))]))
-    if a.provenance.version != b.provenance.version:
-        other.append(f"version {a.provenance.version} -> {b.provenance.version}")
-    ca, cb = compile_rules(a), compile_rules(b)
-    outcomes = []
-    where = Path(scenarios) if scenarios else default_scenarios_dir(Path(new))
-    ex_dir = Path(examples) if examples else None
-    for name, record in _cases(where, ex_dir):
-        patient = validate_patient(parse(json.dumps(record, default=str).encode(), name))
-        steps = []
-        for rs, comp in ((a, ca), (b, cb)):
-            e = ev_mod.evaluate(patient, comp)
-            d = decide(rs, e)
-            rec = d.recommendation
-            steps.append(f"{rec.action} {rec.drug or ''}".strip() + f" [{rec.rule_id}]")
-        if steps[0] != steps[1]:
-            outcomes.append((name, steps[0], steps[1]))
-    result = RuleDiff(sorted(set(rb) - set(ra)), sorted(set(ra) - set(rb)), changed, other,
-                      outcomes)
-    if patients:
-        _cohort_changes(result, a, b, patients)
-    return result
-
-
-def format_diff(d: RuleDiff) -> str:
-    out = []
-    out += [f"+ added   {r}" for r in d.added]
-    out += [f"- removed {r}" for r in d.removed]
-    out += [f"~ changed {r}: {', '.join(f)}" for r, f in d.changed.items()]
-    out += [f"~ {o}" for o in d.other]
-    if not (d.added or d.removed or d.changed or d.other):
-        out.append("no rule changes")
-    out.append("")
-    if d.outcomes:
-        out.append(f"{len(d.outcomes)} patients get a different step (old | new):")
-        for name, old, new in d.outcomes:
-            out.append(f"  {name}")
-            out.append(f"    old: {old}")
-            out.append(f"    new: {new}")
-    else:
-        out.append("no scenario or example changes its step")
-    if d.cohort_total:
-        changed = sum(len(v) for v in d.cohort_changes.values())
-        out.append("")
-        out.append(f"cohort: {changed} of {d.cohort_total} patients change step"
-                   + (f" ({d.cohort_failed} could not be read or evaluated)"
-                      if d.cohort_failed else ""))
-        if d.cohort_changes:
-            out.append(f"  {'old step':<34} {'new step':<34} {'patients':>8}  examples")
-            for (so, sn), who in sorted(d.cohort_changes.items(),
-                                        key=lambda kv: (-len(kv[1]), kv[0])):
-                out.append(f"  {so:<34} {sn:<34} {len(who):>8}  {', '.join(who[:3])}")
-    return "\n".join(out) + "\n"
 
 
 # ------------------------------------------------------------------------ graph

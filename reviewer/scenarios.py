@@ -189,6 +189,15 @@ def compare(result: dict[str, Any], expect: dict[str, Any]) -> list[str]:
     return bad
 
 
+def default_scenarios_dir(rules_folder: Path) -> Path:
+    """scenarios/ beside the rules folder, else the repository's or package's copy."""
+    candidate = rules_folder.parent / "scenarios"
+    if candidate.is_dir():
+        return candidate
+    from importlib.resources import files
+    return Path(str(files("cledecide.scenarios")))
+
+
 def scenario_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*.yaml"))
 

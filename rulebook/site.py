@@ -148,7 +148,7 @@ def changes(folder: Path, since: str | None, patients: list[str] | None,
     base["diff"] = d
     base["cohort_rows"] = sorted(((so, sn, who) for (so, sn), who in d.cohort_changes.items()),
                                  key=lambda r: (-len(r[2]), r[0], r[1]))
-    base["cohort_changed"] = sum(len(v) for v in d.cohort_changes.values())
+    base["cohort_changed"] = len(d.cohort_patients)
     return base
 
 

@@ -121,10 +121,14 @@ def test_rules_diff_over_a_cohort(tmp_path) -> None:
     proc = run("rules", "diff", str(RULES), str(new), "--patients", str(clinic))
     out = proc.stdout.decode()
     assert proc.returncode == 0, proc.stderr
-    assert "cohort: 4 of 5 patients change step" in out
+    assert "cohort: 4 of 5 patients get different advice (step 4," in out
     line = next(x for x in out.splitlines() if x.strip().startswith("add quinacrine"))
     assert line.split()[-4] == "4"  # the count column
     assert line.count(str(clinic)) == 3  # three examples, not four
+    # ... and below it, every patient whose advice changes, old -> new
+    listing = out[out.index("every patient whose advice changes"):].splitlines()
+    assert [x for x in listing if x.startswith("  ")
+            and not x.startswith("    ")] == [f"  {clinic}:{n}" for n in (1, 2, 3, 4)]
 
 
 def test_lines_rendered_in_the_worker_are_the_lines_of_the_full_results(tmp_path) -> None:

@@ -226,9 +226,9 @@ def test_diff_shows_changed_rules_and_outcomes(rules) -> None:
          "    title: Thalidomide for refractory disease\n    priority: 60")
     r = cli("rules", "diff", RULES, rules, "--scenarios", SCENARIOS, "--examples", EXAMPLES)
     assert r.exit_code == 0
-    assert "~ changed refractory.thalidomide: priority" in r.output
-    assert "old: add thalidomide [refractory.thalidomide]" in r.output
-    assert "new: add lenalidomide [refractory.lenalidomide]" in r.output
+    assert "~ changed refractory.thalidomide: priority: 70 -> 60" in r.output
+    assert "    step: add thalidomide [refractory.thalidomide] -> add lenalidomide " \
+        "[refractory.lenalidomide]" in r.output
 
 
 def test_diff_added_removed(rules) -> None:

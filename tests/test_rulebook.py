@@ -216,7 +216,7 @@ def test_changes_page_against_a_folder_with_the_cohort_table(rules: Path,
     build(tmp_path / "site", rules, since=str(RULES), patients=[str(cohort)])
     page = (tmp_path / "site" / "changes.html").read_text()
     assert "threshold severe_clasi_activity: 21.0 -&gt; 15.0" in page
-    assert "of 3 patients change step" in page
+    assert "0 of 3 patients get different advice" in page
 
 
 def test_changes_page_says_when_no_approved_version_exists(shipped_site: Path) -> None:
