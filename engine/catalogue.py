@@ -673,7 +673,7 @@ def _combination_rules(cat: Catalogue) -> list[dict[str, Any]]:
                 continue  # biologics are a specialist's decision
             pair = f"{cat.label(a)} and {cat.label(b)}"
             message = (f"{_cap(pair)} are taken together, but they are never combined "
-                       "(drugs.yaml never_with): stop one." if never else
+                       "(additive harm): stop one." if never else
                        f"{_cap(pair)} are taken together, but the catalogue does not combine "
                        "them (one replaces the other): review whether both are intended.")
             out.append(_rule(

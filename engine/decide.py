@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .courses import CourseView, course_key, next_step, weight_regimen
@@ -419,13 +419,84 @@ def _requirement_steps(ruleset: RuleSet, ev: Evaluation, candidates: list[Candid
                        f"{requirement}{facts}.{fix}")
             action, stops = "stop", (drug,)
         # What the drug's own rules would do once the requirement is met (a hold only).
-        wanted = [c for c in candidates if c.drug == drug and c.action not in STOPPING]
+        wanted = [c for c in candidates if c.drug == drug and c.action not in STOPPING
+                  and not _keeps_whole_plan(c)]
         if wanted and e.if_taken == "hold":
             summary += f" Then: {wanted[0].summary[:1].lower()}{wanted[0].summary[1:]}."
         out.append(Candidate(action, drug, ruleset.drugs[drug].stage,
                              min(e.priority, REQUIREMENT_PRIORITY), rule, None, summary,
                              stops, requirement=True))
     return out
+
+
+def _keeps_whole_plan(c: Candidate) -> bool:
+    """A `continue` that names no drug of its own ("continue the current plan (...)"):
+    it lists every current drug, so it is never the 'Then' of one drug's hold."""
+    spec = c.rule.spec.then.recommend if c.rule is not None else None
+    return c.action == "continue" and spec is not None and spec.drug is None \
+        and not spec.among
+
+
+# Steps at or above this priority are the safety band: a stop, hold or reduction there
+# means the current plan is not safe to keep as it is (a taper in remission, at 80, is not).
+SAFETY_PRIORITY = 81
+
+
+def _status_quo_unsafe(ruleset: RuleSet, ev: Evaluation, candidates: list[Candidate],
+                       excluded: list[Excluded]) -> bool:
+    """Keeping every current drug as it is breaks a safety rule: then "continue" is never
+    offered, as a step's alternative or as what follows a hold."""
+    current = set(_current(ruleset, ev))
+    for c in candidates:
+        if c.priority >= SAFETY_PRIORITY and c.action in STOPPING and \
+                (stopped_by(c.action, c.drug, c.stops) | {c.drug}) & current:
+            return True
+    return any(e.drug in current and e.if_taken in ("hold", "stop") for e in excluded)
+
+
+def _not_restarted(ruleset: RuleSet, rec: Candidate, excluded: list[Excluded]) -> Candidate:
+    """A step that holds or stops a drug says so when a safety rule rules the drug out
+    for good for this patient (a contraindication, not a fixable requirement): a
+    temporary hold must not read as 'restart later'."""
+    notes = []
+    for drug in sorted(stopped_by(rec.action, rec.drug, rec.stops)):
+        lasting = [e for e in excluded if e.drug == drug and e.if_taken == "stop"
+                   and not e.liftable and e.rule != rec.rule_id and e.rule in ruleset.by_id]
+        if not lasting:
+            continue
+        e = max(lasting, key=lambda x: (x.priority, x.rule))
+        title = ruleset.by_id[e.rule].spec.title
+        facts = f" (this patient: {e.facts})" if e.facts else ""
+        also = f" {e.also}" if e.also else ""
+        notes.append(f"{_cap(_label(ruleset, drug))} is not restarted: "
+                     f"{title[:1].lower()}{title[1:]}{facts}.{also}")
+    if not notes:
+        return rec
+    return replace(rec, summary=rec.summary.rstrip(".") + ". " + " ".join(notes))
+
+
+def _ruled_out_above(ruleset: RuleSet, rec: Candidate,
+                     split: _Split) -> list[tuple[str, str, str]]:
+    """A step that would come first but is ruled out for this patient is named, with
+    why: the clinical state that called for it (a relapse, a flare) is not lost when the
+    step falls back to a lower one."""
+    if rec.action == "gather_data":
+        return []
+    out: list[tuple[str, str, str]] = []
+    seen: set[str] = set()
+    for c, why in split.ruled_out:
+        if c.priority <= rec.priority or c.rule is None or c.rule_id in seen \
+                or c.action not in KEEPING:
+            continue
+        seen.add(c.rule_id)
+        titles = (ruleset.by_id[e.rule].spec.title if e.rule in ruleset.by_id else e.reason
+                  for e in why)
+        reasons = "; ".join(dict.fromkeys(t[:1].lower() + t[1:] for t in titles))
+        out.append(("warning", f"{c.rule.spec.title}, which would come first "
+                    f"({c.summary[:1].lower()}{c.summary[1:]}), is not advised for this "
+                    f"patient: {reasons}. The step above takes "
+                    "its place.", c.rule_id))
+    return out[:2]
 
 
 def _escalation(ruleset: RuleSet, ev: Evaluation, c: Candidate,
@@ -711,6 +782,8 @@ class _Split:
     blocked_by_data: list[Candidate]
     combos: dict[str, str]
     waiting: dict[str, str]
+    # Steps a requirement that cannot be met today rules out, with what rules them out.
+    ruled_out: list[tuple[Candidate, list[Excluded]]] = field(default_factory=list)
 
 
 def _partition(ruleset: RuleSet, ev: Evaluation, candidates: list[Candidate],
@@ -738,6 +811,8 @@ def _partition(ruleset: RuleSet, ev: Evaluation, candidates: list[Candidate],
         if mine:
             if all(e.liftable for e in mine) and not split.eligible:
                 split.blocked_by_data.append(c)
+            elif not all(e.liftable for e in mine):
+                split.ruled_out.append((c, [e for e in mine if not e.liftable]))
             continue
         if c.action in STARTING and c.drug and not _adjunct(ruleset, c.drug):
             # A course a safety rule excludes is not waited for: it is not continued.
@@ -924,7 +999,7 @@ def _warnings(ruleset: RuleSet, ev: Evaluation, ctx: dict[str, Any], rec: Candid
         if warn:
             warnings.append((warn.severity, render_text(warn.message.strip(), ctx),
                              fired.rule.id))
-    warnings += [("critical", f"Also now: {c.summary} [{c.rule_id}]", c.rule_id)
+    warnings += [("critical", f"Also now: {c.summary}", c.rule_id)
                  for c in also_stop]
     warnings += _unmet_while_taken(ruleset, ev, rec, requirements, exclusions, also_stop)
     warnings.sort(key=lambda w: (SEVERITY_RANK[w[0]], w[2]))
@@ -973,16 +1048,28 @@ def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
                 if not (e.drug in current and e.if_taken in ("start_only", "continue"))]
     split = _partition(ruleset, ev, candidates, excluded)
     requests: dict[str, str] = {}
+    ruled_out = _blocked(excluded)
     for fired in ev.fired:
-        for req in fired.rule.spec.then.request or []:
+        then = fired.rule.spec.then
+        moot = bool(then.exclude) and set(then.exclude) <= ruled_out and not any(
+            ev.facts.get(f"{d}_status") == "current" for d in then.exclude)
+        for req in then.request or []:
+            if moot and req.field != "reproductive.pregnant":
+                continue  # data only for drugs ruled out anyway (an unknown pregnancy
+                # status is always asked: principle 1)
             requests.setdefault(req.field, req.why.strip())
     choice = _choose(ruleset, ev, split, excluded, requests, ctx)
     rec, rationale = choice.rec, choice.rationale
     if rec.engine_rule == UNJUDGED_RULE:
         requests.setdefault("treatments[].response", rec.note)
     unique_alts, also_stop = _arrange(rec, choice.alternatives, split)
+    if _status_quo_unsafe(ruleset, ev, candidates, excluded):
+        unique_alts = [a for a in unique_alts if a.action != "continue"]
+    rec = _not_restarted(ruleset, rec, every_exclusion)
     warnings = _warnings(ruleset, ev, ctx, rec, requirements, every_exclusion, also_stop,
                          _blocked(excluded) | stopped_by(rec.action, rec.drug, rec.stops))
+    warnings += _ruled_out_above(ruleset, rec, split)
+    warnings.sort(key=lambda w: (SEVERITY_RANK[w[0]], w[2]))
     _basis_requests(ruleset, ev, [rec] + unique_alts, requests)
     ex_sorted = sorted({(e.drug, e.rule): e for e in excluded}.values(),
                        key=lambda e: (e.drug, e.rule))

@@ -145,6 +145,7 @@ def failing_requirement(draw) -> Callable[[dict], None]:
             r["labs"]["egfr"] = {"value": 20, "date": ago(5)}
         elif kind == "hcq_retinopathy":
             r["conditions"].append("retinopathy")
+            r["eye_exams"] = [{"date": ago(100), "result": "normal"}]  # baseline done
     return apply
 
 
@@ -178,9 +179,63 @@ def responding_stop(draw) -> Callable[[dict], None]:
     return apply
 
 
+@st.composite
+def methotrexate_daily(draw) -> Callable[[dict], None]:
+    """A once-weekly drug recorded as daily (the commonest overdose), with a sign."""
+    sign = draw(st.sampled_from(["fever", "low_count", "alt"]))
+
+    def apply(r: dict) -> None:
+        r["treatments"] = [c for c in r["treatments"]
+                           if not (c["drug"] == "methotrexate" and "stop" not in c)]
+        daily = course("methotrexate", 60)
+        del daily["dose_mg_per_week"]
+        daily["dose_mg_per_day"] = 10
+        r["treatments"].append(daily)
+        if sign == "fever":
+            r["symptoms"].append("fever")
+        elif sign == "low_count":
+            r["labs"]["neutrophils"] = {"value": 1.2, "date": ago(0)}
+        else:
+            r["labs"]["alt"] = {"value": 150, "date": ago(0)}
+    return apply
+
+
+@st.composite
+def lasting_contraindication(draw) -> Callable[[dict], None]:
+    """A contraindication that arises during a course, beside a temporary hold."""
+    kind = draw(st.sampled_from(["alcohol", "liver", "egfr"]))
+
+    def apply(r: dict) -> None:
+        if not any(c["drug"] == "methotrexate" and "stop" not in c for c in r["treatments"]):
+            r["treatments"].append(course("methotrexate", 300))
+        r["labs"]["alt"] = {"value": draw_alt, "date": ago(2)}
+        if kind == "egfr":
+            r["labs"]["egfr"] = {"value": 26, "date": ago(2)}
+        else:
+            r["conditions"].append({"alcohol": "alcohol_misuse", "liver": "liver_disease"}[kind])
+    draw_alt = draw(st.sampled_from([30, 140]))
+    return apply
+
+
+@st.composite
+def reproductive_state(draw) -> Callable[[dict], None]:
+    """Pregnant, planning or breastfeeding, on hydroxychloroquine, with a flare."""
+    state = draw(st.sampled_from(["pregnant", "planning_pregnancy", "breastfeeding"]))
+    clasi = draw(st.sampled_from([12, 25]))
+
+    def apply(r: dict) -> None:
+        if r["demographics"]["sex"] == "female":
+            r["reproductive"][state] = True
+            r["activity"] = [{"date": ago(0), "clasi_activity": clasi},
+                             {"date": ago(90), "clasi_activity": clasi - 4}]
+    return apply
+
+
 LAYERS = st.lists(st.one_of(past_teratogen(), current_teratogen(), planning(), vte_factors(),
                             contraception_change(), failing_requirement(), low_count_fever(),
-                            responding_stop()), min_size=2, max_size=4)
+                            responding_stop(), methotrexate_daily(),
+                            lasting_contraindication(), reproductive_state()),
+                  min_size=2, max_size=4)
 
 
 @st.composite
@@ -355,3 +410,90 @@ def test_a_low_count_with_fever_is_a_critical_same_day_step(record) -> None:
                for w in result["warnings"]), rec["summary"]
     assert rec["action"] == "stop" and "same-day" in rec["summary"], rec["summary"]
     assert set(low) <= step_stops(result), (low, rec)
+
+
+# ----------------------------------------- reader C: the status quo and the headline
+
+def safety_touches_current(result: dict[str, Any], record: dict[str, Any]) -> bool:
+    """A safety rule stops, holds or reduces a drug the patient takes."""
+    current = current_drugs(record)
+    rec = result["recommendation"]
+    rule = RULESET.by_id.get(rec["rule"])
+    if rule is not None and rule.spec.priority >= 81 and rec["action"] in ("stop", "reduce") \
+            and (step_stops(result) | {rec["drug"]}) & current:
+        return True
+    for e in result["excluded"]:
+        rule = RULESET.by_id.get(e["rule"])
+        if e["drug"] in current and rule is not None and \
+                (rule.spec.then.if_taken or "hold") in ("hold", "stop"):
+            return True
+    return False
+
+
+@given(risky_patients())
+def test_keeping_the_plan_is_never_offered_when_a_safety_rule_changes_it(record) -> None:
+    """'Continue the current plan' is not an option beside a safety stop, hold or dose
+    reduction of a current drug, and never what follows a hold (reader C, F2 and F6)."""
+    result = run(record, RULESET)
+    texts = [result["recommendation"]["summary"]] + [w["message"] for w in result["warnings"]]
+    assert not any("Then: continue the current plan" in t for t in texts), texts
+    if safety_touches_current(result, record):
+        assert not [a for a in result["alternatives"] if a["action"] == "continue"], (
+            result["recommendation"]["summary"], result["alternatives"])
+
+
+@given(risky_patients())
+def test_a_lasting_contraindication_is_said_in_the_step_that_holds_the_drug(record) -> None:
+    """A hold for one reason never reads as 'restart later' when another rule rules the
+    drug out for good (reader C, F3)."""
+    result = run(record, RULESET)
+    rec = result["recommendation"]
+    for drug in step_stops(result):
+        lasting = [e for e in result["excluded"] if e["drug"] == drug
+                   and e["rule"] != rec["rule"] and e["rule"] in RULESET.by_id
+                   and RULESET.by_id[e["rule"]].spec.then.if_taken == "stop"
+                   and not RULESET.by_id[e["rule"]].spec.then.request
+                   and not RULESET.by_id[e["rule"]].spec.then.fix]
+        if lasting:
+            assert "is not restarted" in rec["summary"], (drug, rec["summary"])
+
+
+@given(risky_patients())
+def test_a_methotrexate_overdose_sign_is_the_same_day_step(record) -> None:
+    """Methotrexate recorded daily with fever, a low count or raised ALT: the emergency
+    is the step, not a warning beside another (reader C, F3, probe r2)."""
+    result = run(record, RULESET)
+    daily = [c for c in record["treatments"] if c["drug"] == "methotrexate"
+             and "stop" not in c and "dose_mg_per_day" in c]
+    trace = {t["rule"] for t in result["trace"]}
+    if not daily or "safety.methotrexate.toxicity" not in trace:
+        return
+    rec = result["recommendation"]
+    assert rec["action"] == "stop" and "same-day" in rec["summary"], rec["summary"]
+    assert "methotrexate" in step_stops(result) or any(
+        w["severity"] == "critical" and w["message"].startswith("Also now") and
+        "methotrexate" in w["message"].lower() for w in result["warnings"]), rec
+
+
+@given(risky_patients())
+def test_hydroxychloroquine_is_kept_in_pregnancy_planning_and_breastfeeding(record) -> None:
+    """Hydroxychloroquine is continued before conception, in pregnancy and while
+    breastfeeding: the ladder never switches it away (reader C, F1). Retinal disease or
+    toxicity is the exception."""
+    rep = record.get("reproductive", {})
+    if not any(rep.get(k) is True for k in ("pregnant", "planning_pregnancy", "breastfeeding")):
+        return
+    if "retinopathy" in record["conditions"] or "hydroxychloroquine" not in current_drugs(record):
+        return
+    result = run(record, RULESET)
+    assert "hydroxychloroquine" not in step_stops(result), result["recommendation"]
+    assert all(a["drug"] != "chloroquine" for a in result["alternatives"]), result["alternatives"]
+
+
+@given(risky_patients())
+def test_yearly_retinal_screening_and_not_yet_due_never_meet(record) -> None:
+    """One risk-factor list, read the same way by 'yearly' and 'not yet due' (reader C, F2:
+    retinopathy counted in one and not the other)."""
+    result = run(record, RULESET)
+    rules = {m["rule"] for m in result["monitoring"]}
+    assert not {"monitoring.retinal.annual", "monitoring.retinal.not-yet-due"} <= rules, rules

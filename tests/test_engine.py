@@ -106,6 +106,13 @@ def test_catch_all_added_only_when_no_rule_always_fires(tmp_path) -> None:
     shutil.copytree(RULES, folder)
     general = folder / "general.yaml"
     general.write_text(general.read_text().replace("when: always", "when: smoker"))
+    # The relapse derivations fire for every patient with a CLASI: made to need smoking.
+    monitoring = folder / "monitoring.yaml"
+    text = monitoring.read_text()
+    seen = "      any:\n        - clasi_activity is unknown"
+    assert seen in text
+    monitoring.write_text(text.replace(seen, "      all:\n        - smoker\n"
+                                             "        - clasi_activity is unknown"))
     ruleset = load_ruleset(folder)
     compiled = compile_rules(ruleset)
     assert "r_done" in compiled._definition()
