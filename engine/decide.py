@@ -1051,8 +1051,9 @@ def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
     ruled_out = _blocked(excluded)
     for fired in ev.fired:
         then = fired.rule.spec.then
-        moot = bool(then.exclude) and set(then.exclude) <= ruled_out and not any(
-            ev.facts.get(f"{d}_status") == "current" for d in then.exclude)
+        drugs = set(then.exclude or ())
+        moot = bool(drugs) and drugs <= ruled_out and not any(
+            ev.facts.get(f"{d}_status") == "current" for d in drugs)
         for req in then.request or []:
             if moot and req.field != "reproductive.pregnant":
                 continue  # data only for drugs ruled out anyway (an unknown pregnancy
