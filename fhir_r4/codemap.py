@@ -181,8 +181,9 @@ class CodeMap:
     def meaning(self, system: str | None, code: str | None) -> Meaning | None:
         if not system or not code:
             return None
-        if system == self.spec.systems.get("icd10cm") and "." not in code and len(code) > 3:
-            code = code[:3] + "." + code[3:]  # claims write ICD-10-CM without its dot: L930
+        if system in (self.spec.systems.get("icd10cm"), self.spec.systems.get("icd10")) \
+                and "." not in code and len(code) > 3:
+            code = code[:3] + "." + code[3:]  # claims write ICD-10 codes without the dot: L930
         found = self.exact.get((system, code))
         if found is not None:
             return found

@@ -696,13 +696,26 @@ def test_an_icd10cm_code_without_its_dot_is_the_same_code(tmp_path: Path, code: 
     assert not isinstance(evaluate_bundle(tmp_path, made.bundle), NoAdviceResult)
 
 
-def test_a_who_coded_cle_is_never_misread(tmp_path: Path) -> None:
-    """WHO ICD-10 codes are not verified in the code map: the patient is not advised as
-    if without CLE silently; the result names the code to check."""
+def test_a_who_coded_cle_is_read_as_its_subtype(tmp_path: Path) -> None:
+    """WHO ICD-10 (issue 23): the CLE codes shared with ICD-10-CM, verified in the WHO
+    family, read as the subtype they name, with or without the dot."""
     made = synthea_like(14, Variant(cle_coding="who"))
     out = evaluate_bundle(tmp_path, made.bundle)
+    assert not isinstance(out, NoAdviceResult)
+    assert out.result.patient_id
+
+
+def test_an_unmapped_who_code_is_never_misread(tmp_path: Path) -> None:
+    """A WHO ICD-10 code the map does not verify is never read as 'no CLE' silently: the
+    result names the code to check."""
+    made = synthea_like(14, Variant(cle_coding="who"))
+    for entry in made.bundle["entry"]:
+        for coding in entry["resource"].get("code", {}).get("coding", []):
+            if coding.get("system") == "http://hl7.org/fhir/sid/icd-10":
+                coding["code"] = "L93.9"
+    out = evaluate_bundle(tmp_path, made.bundle)
     assert isinstance(out, NoAdviceResult)
-    assert "http://hl7.org/fhir/sid/icd-10|L93.0" in out.data["no_advice"]["message"]
+    assert "http://hl7.org/fhir/sid/icd-10|L93.9" in out.data["no_advice"]["message"]
 
 
 @pytest.mark.parametrize("coding", [
@@ -949,8 +962,7 @@ def test_any_real_shaped_bundle_is_read_or_refused_in_one_line_never_misread(
         expected = "deceased" if t["deceased"] else "no_cle"
         assert patient.reason == expected, patient
         if expected == "no_cle":
-            assert not t["cle"] or variant.cle_coding == "who" \
-                or variant.cle_status == "resolved" or variant.cle_verification == "provisional"
+            assert not t["cle"] or variant.cle_status == "resolved" or variant.cle_verification == "provisional"
         return
     assert not t["deceased"] and t["cle"]
     assert variant.cle_status != "resolved" and variant.cle_verification != "provisional"
