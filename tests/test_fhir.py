@@ -962,7 +962,8 @@ def test_any_real_shaped_bundle_is_read_or_refused_in_one_line_never_misread(
         expected = "deceased" if t["deceased"] else "no_cle"
         assert patient.reason == expected, patient
         if expected == "no_cle":
-            assert not t["cle"] or variant.cle_status == "resolved" or variant.cle_verification == "provisional"
+            assert not t["cle"] or variant.cle_status == "resolved" \
+                or variant.cle_verification == "provisional"
         return
     assert not t["deceased"] and t["cle"]
     assert variant.cle_status != "resolved" and variant.cle_verification != "provisional"
