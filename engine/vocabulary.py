@@ -10,7 +10,7 @@ DRUGS = (
 CONDITIONS = (
     "peripheral_neuropathy", "venous_thromboembolism", "retinopathy", "g6pd_deficiency",
     "liver_disease", "renal_impairment", "alcohol_misuse", "psoriasis", "porphyria",
-    "cytopenia", "antiphospholipid_antibodies", "anti_ro", "immobility",
+    "cytopenia", "antiphospholipid_antibodies", "anti_ro", "immobility", "tamoxifen",
 )
 ANTITHROMBOTIC = ("none", "aspirin", "anticoagulant", "unknown")
 SYMPTOMS = (

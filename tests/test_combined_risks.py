@@ -125,7 +125,7 @@ def contraception_change(draw) -> Callable[[dict], None]:
 @st.composite
 def failing_requirement(draw) -> Callable[[dict], None]:
     kind = draw(st.sampled_from(["imid_one_method", "mtx_egfr", "mtx_liver", "dapsone_g6pd",
-                                 "len_renal", "hcq_retinopathy"]))
+                                 "len_renal", "hcq_retinopathy", "hcq_tamoxifen"]))
 
     def apply(r: dict) -> None:
         if kind == "imid_one_method" and r["demographics"]["sex"] == "female":
@@ -146,6 +146,9 @@ def failing_requirement(draw) -> Callable[[dict], None]:
         elif kind == "hcq_retinopathy":
             r["conditions"].append("retinopathy")
             r["eye_exams"] = [{"date": ago(100), "result": "normal"}]  # baseline done
+        elif kind == "hcq_tamoxifen":
+            r["conditions"].append("tamoxifen")
+            r["eye_exams"] = [{"date": ago(100), "result": "normal"}]
     return apply
 
 
