@@ -167,12 +167,17 @@ def catalogue_drugs(folder: Path | str | None = None) -> tuple[str, ...]:
     return _catalogue_drugs(str(folder))
 
 
-@functools.lru_cache(maxsize=8)
 def _catalogue_drugs(folder: str) -> tuple[str, ...]:
     path = Path(folder) / "drugs.yaml"
     if not path.exists():
         raise RuleError("missing drugs.yaml in the rules folder", str(path))
-    doc = parse(read_bytes(path, RuleError, 1_000_000), str(path), RuleError)
+    return _drugs_of(read_bytes(path, RuleError, 1_000_000), str(path))
+
+
+@functools.lru_cache(maxsize=8)
+def _drugs_of(raw: bytes, name: str) -> tuple[str, ...]:
+    """Keyed by the file's bytes: an edited drugs.yaml is read again."""
+    doc = parse(raw, name, RuleError)
     named = named_drugs(doc.data)
     if named is None:
         raise RuleError("must hold a mapping 'drugs'", doc.file, doc.line_of(()))

@@ -323,12 +323,14 @@ def _resolved(folder: str, cwd: str) -> str:
 
 @lru_cache(maxsize=4)
 def _load(folder: str) -> CodeMap:
-    from ..engine.validate import model_from_document
+    from ..engine.validate import catalogue_drugs, model_from_document
     path = Path(folder) / MAP_FILE
     if not path.exists():
         raise RuleError(f"missing {MAP_FILE}: FHIR input needs the code map", str(path))
     doc = load_file(path, RuleError)
-    spec = model_from_document(CodeMapFile, doc, RuleError)
+    # Its drugs are those of the folder's catalogue (drugs.yaml), with FILE:LINE.
+    spec = model_from_document(CodeMapFile, doc, RuleError,
+                               context={"drugs": catalogue_drugs(folder)})
     problems = check(spec, doc)
     if problems:
         message, where = problems[0]

@@ -205,3 +205,27 @@ def test_a_catalogue_with_monitoring_and_properties_is_cached(tmp_path: Path,
     out = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == "clasi_review"
+
+
+def test_a_code_map_drug_the_catalogue_lacks_is_an_error_with_its_line(tmp_path: Path) -> None:
+    """The FHIR code map's drugs are the catalogue's too (a record it made would name a
+    drug the rules do not know)."""
+    from cledecide.engine.errors import RuleError
+    from cledecide.fhir_r4.codemap import load_codemap
+    folder = tmp_path / "rules"
+    shutil.copytree(RULES, folder)
+    path = folder / "fhir-map.yaml"
+    text = path.read_text()
+    assert "\nmedications:\n  topical_corticosteroid:" in text
+    path.write_text(text.replace("\nmedications:\n  topical_corticosteroid:",
+                                 "\nmedications:\n  apremilast:", 1))
+    with pytest.raises(RuleError) as info:
+        load_codemap(folder)
+    assert "apremilast" in info.value.message and info.value.line
+    assert info.value.file.endswith("fhir-map.yaml")
+    # With apremilast in drugs.yaml it is a drug of the map.
+    good = _folder(tmp_path / "with-apremilast")
+    path = good / "fhir-map.yaml"
+    path.write_text(path.read_text().replace("\nmedications:\n  topical_corticosteroid:",
+                                             "\nmedications:\n  apremilast:", 1))
+    assert "apremilast" in load_codemap(good).spec.medications
