@@ -5,19 +5,30 @@ the monitoring), each old -> new.
 Both rule sets are loaded, checked and compiled once, in this process; every patient
 goes through the same pipeline `evaluate` uses (cohort.stream.evaluate_all), so a
 change the diff reports is a change the clinician would see.
+
+The edit loop diffs against the same "before" folder again and again, so what each
+patient's advice was under a rule set is kept in the user's cache (JSON, as the other
+caches: engine/parsecache.py), keyed by the rule set's content hash (rules, drugs,
+templates, thresholds, code map), the source of the code that evaluates (engine/,
+fhir_r4/, cohort/, this module), the day, and the record's name and bytes. Anything
+else misses. `CLEDECIDE_NO_CACHE=1` evaluates every patient every time.
 """
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
 
 from ..engine.errors import RuleError
-from ..engine.load import Document, format_path, load_file, read_bytes
+from ..engine import parsecache
+from ..engine.load import Document, format_path, load_file, parse, read_bytes
 from ..engine.rulecache import load_ruleset
 from ..engine.ruleset import RULE_FILE_LIMIT, SPECIAL_FILES, RuleSet
 
@@ -244,13 +255,96 @@ def advice(result: dict[str, Any]) -> dict[str, str]:
 
 def compare(name: str, old: dict[str, Any], new: dict[str, Any]) -> PatientChange | None:
     """The aspects of one patient's advice that differ between two results, or None."""
-    a, b = advice(old), advice(new)
+    return compare_advice(name, Seen.of(old), Seen.of(new))
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the diff keeps of one result: its advice by aspect and its short step."""
+
+    advice: dict[str, str]
+    step: str
+
+    @staticmethod
+    def of(result: dict[str, Any]) -> "Seen":
+        return Seen(advice(result), short_step(result))
+
+
+def compare_advice(name: str, old: Seen, new: Seen) -> PatientChange | None:
+    a, b = old.advice, new.advice
     keys = list(a) + [k for k in b if k not in a]
     changes = [Change(k, a.get(k, NONE), b.get(k, NONE)) for k in keys
                if a.get(k, NONE) != b.get(k, NONE)]
     if not changes:
         return None
-    return PatientChange(name, short_step(old), short_step(new), changes)
+    return PatientChange(name, old.step, new.step, changes)
+
+
+# ------------------------------------------------------------------ the cache
+
+FORMAT = 1
+KEEP = 40  # rule-set versions (each a file of every patient's advice under it)
+
+
+@lru_cache(maxsize=1)
+def _code_digest() -> str:
+    """The source of everything between a record's bytes and its advice."""
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256(str(FORMAT).encode())
+    for folder in ("engine", "fhir_r4", "cohort"):
+        for path in sorted((root / folder).glob("*.py")):
+            h.update(f"{folder}/{path.name}".encode() + b"\0" + path.read_bytes() + b"\0")
+    h.update(Path(__file__).read_bytes())
+    return h.hexdigest()
+
+
+@dataclass
+class Evaluated:
+    """One record's patients (a FHIR Bundle may hold several): each one's source and
+    what the diff keeps of its result, or its error."""
+
+    patients: list[tuple[str, Seen | None, str | None]]
+
+
+class AdviceCache:
+    """Every patient's advice under one rule set, kept between runs (module docstring)."""
+
+    def __init__(self, ruleset: RuleSet) -> None:
+        self.ruleset = ruleset
+        self.place = parsecache.cache_dir("diff")
+        self.key = hashlib.sha256(f"{FORMAT}|{ruleset.sha256}|{_code_digest()}|"
+                                  f"{dt.date.today().isoformat()}".encode()).hexdigest()
+        self.entries: dict[str, Any] = {}
+        self.added = 0
+        if self.place is not None:
+            entry = parsecache.read_trusted(self.place / f"{self.key}.json")
+            if entry and entry.get("format") == FORMAT and entry.get("key") == self.key \
+                    and isinstance(entry.get("records"), dict):
+                self.entries = entry["records"]
+
+    def evaluate(self, source: str, raw: bytes) -> Evaluated:
+        from ..cohort.stream import Record, evaluate_all
+        key = hashlib.sha256(source.encode() + b"\0" + raw).hexdigest()
+        kept = self.entries.get(key)
+        if kept is not None:
+            try:
+                return Evaluated([(s, Seen(dict(a), str(st)) if a is not None else None, e)
+                                  for s, a, st, e in kept])
+            except (TypeError, ValueError):
+                pass
+        out = Evaluated([(o.source, Seen.of(o.result) if o.result is not None else None,
+                          o.error) for o in evaluate_all(Record(source, raw), self.ruleset)])
+        self.entries[key] = [(s, seen.advice if seen else None, seen.step if seen else "", e)
+                             for s, seen, e in out.patients]
+        self.added += 1
+        return out
+
+    def save(self) -> None:
+        if self.place is not None and self.added:
+            parsecache.write_atomic(self.place, f"{self.key}.json",
+                                    {"format": FORMAT, "key": self.key,
+                                     "records": self.entries})
+            parsecache.prune(self.place, KEEP)
 
 
 # ------------------------------------------------------------------- patients
@@ -260,7 +354,12 @@ def _cases(scenarios: Path | None, examples: Path | None) -> Iterator[tuple[str,
     from .scenarios import expand, scenario_files
     if scenarios and scenarios.is_dir():
         for path in scenario_files(scenarios):
-            for name, record, _ in expand(load_file(path, RuleError).data):
+            raw = read_bytes(path, RuleError)
+            doc = parsecache.get(raw, str(path))
+            if doc is None:
+                doc = parse(raw, str(path), RuleError)
+                parsecache.put(raw, doc)
+            for name, record, _ in expand(doc.data):
                 yield f"{path.name}: {name}", json.dumps(record, default=str).encode()
     if examples and examples.is_dir():
         for path in sorted(examples.glob("*.yaml")):
@@ -268,45 +367,50 @@ def _cases(scenarios: Path | None, examples: Path | None) -> Iterator[tuple[str,
                 yield f"example {path.name}", path.read_bytes()
 
 
-def _scenario_changes(d: RuleDiff, a: RuleSet, b: RuleSet, scenarios: Path | None,
+def _one(d: RuleDiff, name: str, old: Evaluated, new: Evaluated,
+         cohort: bool) -> None:
+    """One record's patients under both rule sets, into the diff."""
+    for (source, o, o_err), (_, n, n_err) in zip(old.patients, new.patients):
+        if cohort:
+            d.cohort_total += 1
+        if o is None or n is None:
+            if cohort:
+                d.cohort_failed += 1
+            elif o_err != n_err:
+                d.outcomes.append(PatientChange(name, "error", "error", [
+                    Change("error", o_err or NONE, n_err or NONE)]))
+            continue
+        change = compare_advice(source if cohort else name, o, n)
+        if change is None:
+            continue
+        if not cohort:
+            d.outcomes.append(change)
+            continue
+        d.cohort_patients.append(change)
+        if change.old_step != change.new_step:
+            d.cohort_changes.setdefault((change.old_step, change.new_step),
+                                        []).append(source)
+
+
+def _scenario_changes(d: RuleDiff, a: AdviceCache, b: AdviceCache, scenarios: Path | None,
                       examples: Path | None) -> None:
-    from ..cohort.stream import Record, evaluate_all
     for name, raw in _cases(scenarios, examples):
-        record = Record(name, raw)
-        old, new = evaluate_all(record, a), evaluate_all(record, b)
-        for o, n in zip(old, new):
-            if o.result is None or n.result is None:
-                if o.error != n.error:
-                    d.outcomes.append(PatientChange(name, "error", "error", [
-                        Change("error", o.error or NONE, n.error or NONE)]))
-                continue
-            change = compare(name, o.result, n.result)
-            if change:
-                d.outcomes.append(change)
+        _one(d, name, a.evaluate(name, raw), b.evaluate(name, raw), cohort=False)
 
 
-def _cohort_changes(d: RuleDiff, a: RuleSet, b: RuleSet, patients: list[str]) -> None:
+def _cohort_changes(d: RuleDiff, a: AdviceCache, b: AdviceCache,
+                    patients: list[str]) -> None:
     """Every patient of a cohort through both rule sets: every patient whose advice
     changes, and old step -> new step counts with examples."""
-    from ..cohort.stream import Outcome, evaluate_all, records
+    from ..cohort.stream import Outcome, records
     for item in records(patients):
         if isinstance(item, Outcome):
             d.cohort_total += 1
             d.cohort_failed += 1
             continue
         # a FHIR Bundle may hold several patients: each is one patient of the diff
-        for old, new in zip(evaluate_all(item, a), evaluate_all(item, b)):
-            d.cohort_total += 1
-            if old.result is None or new.result is None:
-                d.cohort_failed += 1
-                continue
-            change = compare(old.source, old.result, new.result)
-            if change is None:
-                continue
-            d.cohort_patients.append(change)
-            if change.old_step != change.new_step:
-                d.cohort_changes.setdefault((change.old_step, change.new_step),
-                                            []).append(old.source)
+        _one(d, item.source, a.evaluate(item.source, item.raw),
+             b.evaluate(item.source, item.raw), cohort=True)
 
 
 def diff(old: Path | str, new: Path | str, scenarios: Path | str | None = None,
@@ -319,9 +423,12 @@ def diff(old: Path | str, new: Path | str, scenarios: Path | str | None = None,
     result = RuleDiff(sorted(set(b.by_id) - set(a.by_id)), sorted(set(a.by_id) - set(b.by_id)),
                       rule_changes(a, b), other, [])
     where = Path(scenarios) if scenarios else default_scenarios_dir(Path(new))
-    _scenario_changes(result, a, b, where, Path(examples) if examples else None)
+    seen_a, seen_b = AdviceCache(a), AdviceCache(b)
+    _scenario_changes(result, seen_a, seen_b, where, Path(examples) if examples else None)
     if patients:
-        _cohort_changes(result, a, b, patients)
+        _cohort_changes(result, seen_a, seen_b, patients)
+    seen_a.save()
+    seen_b.save()
     # what a clinician would act on first; a dose's wording alone last (stable order)
     result.outcomes.sort(key=lambda p: p.wording_only)
     result.cohort_patients.sort(key=lambda p: p.wording_only)

@@ -221,3 +221,27 @@ def test_the_rulebook_changes_page_lists_each_patient_old_to_new(rules: Path,
     assert cells[:2] == [str(HCQ_70KG), "dose"]
     assert cells[2].startswith("400 mg and 200 mg on alternate days")
     assert cells[3].startswith("400 mg once daily")
+
+
+def test_each_patients_advice_under_a_rule_set_is_kept_between_runs(
+        rules: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The edit loop diffs against the same folder again and again: the second run
+    reads every patient's advice from the cache and reports the same; without the cache
+    (or with another rule set) the patients are evaluated again."""
+    import cledecide.cohort.stream as stream
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("CLEDECIDE_NO_CACHE", raising=False)
+    edit_drug(rules, "hydroxychloroquine", "mg_per_kg_per_day: 5.0", "mg_per_kg_per_day: 6.0")
+    first = D.format_diff(D.diff(RULES, rules, SCENARIOS, EXAMPLES, [str(HCQ_70KG)]))
+    assert str(HCQ_70KG) in first
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("evaluated again")
+    monkeypatch.setattr(stream, "evaluate_all", refuse)
+    assert D.format_diff(D.diff(RULES, rules, SCENARIOS, EXAMPLES, [str(HCQ_70KG)])) == first
+    edit_drug(rules, "hydroxychloroquine", "mg_per_kg_per_day: 6.0", "mg_per_kg_per_day: 5.5")
+    with pytest.raises(AssertionError, match="evaluated again"):
+        D.diff(RULES, rules, SCENARIOS, None, [str(HCQ_70KG)])
+    monkeypatch.setenv("CLEDECIDE_NO_CACHE", "1")
+    with pytest.raises(AssertionError, match="evaluated again"):
+        D.diff(RULES, RULES, SCENARIOS, None, [str(HCQ_70KG)])
