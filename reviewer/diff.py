@@ -10,7 +10,8 @@ The edit loop diffs against the same "before" folder again and again, so what ea
 patient's advice was under a rule set is kept in the user's cache (JSON, as the other
 caches: engine/parsecache.py), keyed by the rule set's content hash (rules, drugs,
 templates, thresholds, code map), the source of the code that evaluates (engine/,
-fhir_r4/, cohort/, this module), the day, and the record's name and bytes. Anything
+fhir_r4/, cohort/, this module) and the versions of Python, pydantic, PyYAML and
+durable_rules, the day, and the record's name and bytes. Anything
 else misses. `CLEDECIDE_NO_CACHE=1` evaluates every patient every time.
 """
 from __future__ import annotations
@@ -288,9 +289,14 @@ KEEP = 40  # rule-set versions (each a file of every patient's advice under it)
 
 @lru_cache(maxsize=1)
 def _code_digest() -> str:
-    """The source of everything between a record's bytes and its advice."""
+    """The source of everything between a record's bytes and its advice, and the
+    versions of Python and of the libraries that evaluate (as the rule-set cache)."""
+    import sys
+    from importlib.metadata import version
+    import pydantic
     root = Path(__file__).resolve().parent.parent
-    h = hashlib.sha256(str(FORMAT).encode())
+    h = hashlib.sha256(f"{FORMAT}|{sys.version}|{pydantic.VERSION}|{yaml.__version__}|"
+                       f"{version('durable_rules')}".encode())
     for folder in ("engine", "fhir_r4", "cohort"):
         for path in sorted((root / folder).glob("*.py")):
             h.update(f"{folder}/{path.name}".encode() + b"\0" + path.read_bytes() + b"\0")
