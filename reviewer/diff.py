@@ -285,6 +285,7 @@ def compare_advice(name: str, old: Seen, new: Seen) -> PatientChange | None:
 
 FORMAT = 1
 KEEP = 40  # rule-set versions (each a file of every patient's advice under it)
+LIMIT = 5_000  # records kept per rule set (~1 kB each); a larger cohort's rest is evaluated
 
 
 @lru_cache(maxsize=1)
@@ -340,9 +341,10 @@ class AdviceCache:
                 pass
         out = Evaluated([(o.source, Seen.of(o.result) if o.result is not None else None,
                           o.error) for o in evaluate_all(Record(source, raw), self.ruleset)])
-        self.entries[key] = [(s, seen.advice if seen else None, seen.step if seen else "", e)
-                             for s, seen, e in out.patients]
-        self.added += 1
+        if len(self.entries) < LIMIT:
+            self.entries[key] = [(s, seen.advice if seen else None,
+                                  seen.step if seen else "", e) for s, seen, e in out.patients]
+            self.added += 1
         return out
 
     def save(self) -> None:
