@@ -21,6 +21,7 @@ from pydantic_core import PydanticCustomError
 
 from . import catalogue
 from . import conditions as C
+from . import prose
 from .errors import RuleError
 from .facts import FactSpec, fact_specs
 from .load import Document, format_path, parse, read_bytes
@@ -787,6 +788,22 @@ def _read_special(folder: Path) -> _Special:
                     model_from_document(catalogue.TemplateFile, tdoc, RuleError))
 
 
+def _drug_prose(sp: _Special, findings: list[Finding]) -> _Special:
+    """drugs.yaml's texts with their threshold placeholders filled in (its own dose
+    limits included), validated again when anything was filled."""
+    values, units = _threshold_values(sp)
+    doc = _fill_prose(sp.drug_doc, "drugs", values, units, findings, own=True)
+    if doc is sp.drug_doc:
+        return sp
+    import dataclasses
+    try:
+        drugs = model_from_document(DrugFile, doc, RuleError,
+                                    context=named_drugs(doc.data)).drugs
+    except RuleError as exc:  # a placeholder filled where a number was expected
+        findings.append(_format_finding(exc))
+        return sp
+    return dataclasses.replace(sp, drug_doc=doc, drugs=drugs)
+
 
 def _format_finding(exc: RuleError) -> Finding:
     return Finding("error", "format", exc.message, exc.file, exc.line, exc.field)
@@ -831,17 +848,67 @@ def _check_special_evidence(sp: _Special, findings: list[Finding]) -> None:
                         findings)
 
 
+def _threshold_values(sp: _Special) -> tuple[dict[str, float], dict[str, str]]:
+    """Every threshold by the name conditions and texts use, with its unit: those of
+    ruleset.yaml and each drug's dose limit (one place for a dose limit: drugs.yaml)."""
+    values = {k: t.value for k, t in sp.provenance.thresholds.items()}
+    units = {k: t.unit for k, t in sp.provenance.thresholds.items()}
+    for name, entry in sp.drugs.items():
+        if entry.dose_limit:
+            values[f"{name}{prose.DOSE_LIMIT_SUFFIX}"] = entry.dose_limit.mg_per_kg_per_day
+            units[f"{name}{prose.DOSE_LIMIT_SUFFIX}"] = "mg/kg"
+    return values, units
+
+
+def _prose_findings(doc: Document, problems: list[prose.Problem],
+                    findings: list[Finding]) -> None:
+    findings.extend(Finding(p.severity, p.code, p.message, doc.file,  # type: ignore[arg-type]
+                            doc.line_of(p.path), format_path(p.path)) for p in problems)
+
+
+def _fill_prose(doc: Document, top: str, values: dict[str, float], units: dict[str, str],
+                findings: list[Finding], own: Any = None) -> Document:
+    """The document with the threshold placeholders of each rule (top "rules") or drug
+    entry (top "drugs") filled in; unknown placeholders are errors, numbers that repeat
+    a threshold warnings (engine/prose.py)."""
+    data = doc.data if isinstance(doc.data, dict) else {}
+    items: Any = data.get(top)
+    if not isinstance(items, (list, dict)):
+        return doc  # not a list of rules: the format check says so
+    keys = range(len(items)) if isinstance(items, list) else list(items)
+    changed = False
+    new_items: Any = list(items) if isinstance(items, list) else dict(items)
+    for key in keys:
+        where: tuple[Any, ...] = (top, key)
+        item = items[key]
+        new, problems = prose.filled(item, values, where)
+        also = {f"{key}{prose.DOSE_LIMIT_SUFFIX}"} if own else set()
+        problems += prose.repeated_numbers(item, values, units, also, where, by_block=own)
+        _prose_findings(doc, problems, findings)
+        if new is not item:
+            new_items[key] = new
+            changed = True
+    if not changed:
+        return doc
+    import dataclasses
+    return dataclasses.replace(doc, data={**data, top: new_items})
+
+
 def _read_rule_files(folder: Path, hashed: list[tuple[str, str]], findings: list[Finding],
-                     drugs: dict[str, DrugEntry]) -> list[tuple[Document, RuleFile]]:
+                     drugs: dict[str, DrugEntry], sp: _Special | None = None
+                     ) -> list[tuple[Document, RuleFile]]:
     rule_docs: list[tuple[Document, RuleFile]] = []
     # A rule names the catalogue's drugs, or selects them by their properties.
     context = {"drugs": tuple(drugs), "catalogue": drugs}
+    values, units = _threshold_values(sp) if sp is not None else ({}, {})
     for path in sorted(folder.glob("*.yaml")):
         if path.name in SPECIAL_FILES:
             continue
         try:
             doc = _rule_doc(path)
             hashed.append((path.name, doc.sha256))
+            if sp is not None:
+                doc = _fill_prose(doc, "rules", values, units, findings)
             rule_docs.append((doc, model_from_document(RuleFile, doc, RuleError,
                                                        context=context)))
         except RuleError as exc:
@@ -895,10 +962,7 @@ def _vocabulary(sp: _Special, derived: set[str],
         if name in specs:
             findings.append(Finding("error", "derived-shadows-fact",
                                     f"derived fact '{name}' has the name of a patient fact"))
-    thresholds = {k: t.value for k, t in sp.provenance.thresholds.items()}
-    for name, entry in sp.drugs.items():
-        if entry.dose_limit:  # one place for a dose limit: drugs.yaml
-            thresholds[f"{name}_max_mg_per_kg"] = entry.dose_limit.mg_per_kg_per_day
+    thresholds, _ = _threshold_values(sp)
     vocab = C.Vocabulary(specs, frozenset(derived), thresholds)
     if sp.provenance.gap_check:
         try:
@@ -973,7 +1037,8 @@ def check_folder(folder: Path | str) -> tuple[RuleSet | None, list[Finding]]:
               for d in (sp.meta_doc, sp.ev_doc, sp.drug_doc, sp.tdoc)]
     _hash_codemap(folder, hashed, findings)
     _check_special_evidence(sp, findings)
-    rule_docs = _read_rule_files(folder, hashed, findings, sp.drugs)
+    sp = _drug_prose(sp, findings)
+    rule_docs = _read_rule_files(folder, hashed, findings, sp.drugs, sp)
 
     # Which facts are derived: by active rules and the catalogue's, plus the automatic
     # '<drug>_considered' and '<drug>_start_considered'.

@@ -27,7 +27,7 @@ ALLOWED = {
 # the condition language, the catalogue, errors and the engine's identity).
 ENGINE_RANK = {
     **dict.fromkeys(("errors", "identity", "vocabulary", "safetext", "dosing", "models",
-                     "courses", "facts", "conditions", "catalogue", "signoff"), 0),
+                     "courses", "facts", "conditions", "catalogue", "signoff", "prose"), 0),
     **dict.fromkeys(("load", "parsecache"), 1),
     "validate": 2,
     **dict.fromkeys(("ruleset", "rulecache", "words"), 3),
