@@ -860,6 +860,15 @@ def _threshold_values(sp: _Special) -> tuple[dict[str, float], dict[str, str]]:
     return values, units
 
 
+def threshold_values(folder: Path | str) -> dict[str, float]:
+    """What threshold placeholders in texts are filled with ({} when the special files
+    cannot be read): `rules review` hashes a unit as the engine reads it."""
+    try:
+        return _threshold_values(_read_special(Path(folder)))[0]
+    except RuleError:
+        return {}
+
+
 def _prose_findings(doc: Document, problems: list[prose.Problem],
                     findings: list[Finding]) -> None:
     findings.extend(Finding(p.severity, p.code, p.message, doc.file,  # type: ignore[arg-type]

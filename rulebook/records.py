@@ -25,8 +25,9 @@ import yaml
 
 from ..engine.errors import RuleError
 from ..engine.load import load_file, read_bytes
+from ..engine.prose import filled
 from ..engine.ruleset import (RULE_FILE_LIMIT, SPECIAL_FILES, DrugEntry, RuleSpec,
-                              Threshold, default_rules_dir)
+                              Threshold, default_rules_dir, threshold_values)
 from ..engine.signoff import VERDICTS, ReviewRecord, content_sha256
 
 # The pure-Python composer: its marks count characters (libyaml's count bytes). In an
@@ -60,11 +61,13 @@ def find(ref: str, folder: Path | str | None = None) -> Target:
     if kind and kind not in ("rule", "drug", "threshold"):
         raise RuleError(f"'{ref}': name a rule id, drug:NAME or threshold:NAME")
     found: list[Target] = []
+    values = threshold_values(folder)  # texts are signed as the engine reads them
     if kind in ("", "rule"):
         for path in _rule_files(folder):
             doc = load_file(path, RuleError, RULE_FILE_LIMIT)
             for i, item in enumerate((doc.data or {}).get("rules") or []):
                 if isinstance(item, dict) and item.get("id") == name:
+                    item = filled(item, values)[0]
                     spec = _validate(RuleSpec, item, doc.file, doc.line_of(("rules", i)))
                     stage = spec.stage or doc.data.get("stage")
                     found.append(Target("rule", name, path, ("rules", i),
@@ -76,6 +79,8 @@ def find(ref: str, folder: Path | str | None = None) -> Target:
             doc = load_file(folder / file, RuleError, RULE_FILE_LIMIT)
             entry = ((doc.data or {}).get(top) or {}).get(name)
             if isinstance(entry, dict):
+                if k == "drug":
+                    entry = filled(entry, values)[0]
                 unit = _validate(model, entry, doc.file, doc.line_of((top, name)))
                 found.append(Target(k, name, folder / file, (top, name),
                                     content_sha256(k, name, unit), doc.line_of((top, name))))

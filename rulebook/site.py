@@ -21,6 +21,7 @@ from typing import Any
 from ..engine import vocabulary as V
 from ..engine.errors import CledecideError, RuleError
 from ..engine.load import load_file
+from ..engine.prose import filled
 from ..engine.rulecache import load_ruleset
 from ..engine.ruleset import (RULE_FILE_LIMIT, SPECIAL_FILES, Rule, RuleSet, RuleSpec,
                               default_rules_dir)
@@ -60,7 +61,8 @@ def folder_units(folder: Path, ruleset: RuleSet) -> dict[tuple[str, str], Unit]:
             continue
         doc = load_file(path, RuleError, RULE_FILE_LIMIT)
         for i, item in enumerate(doc.data.get("rules") or []):
-            spec = RuleSpec.model_validate(item, context={  # its drugs are the catalogue's
+            # as the engine reads it: threshold placeholders filled (engine/prose.py)
+            spec = RuleSpec.model_validate(filled(item, ruleset.thresholds)[0], context={
                 "drugs": tuple(ruleset.drugs), "catalogue": ruleset.drugs})
             if ("rule", spec.id) in where:
                 continue

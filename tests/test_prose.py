@@ -121,3 +121,21 @@ def test_advice_placeholders_match_what_the_advice_fills_in() -> None:
     call = source[source.index("values = Overlay("):]
     call = call[:call.index("return render_text")]
     assert set(re.findall(r"(\w+)=", call)) <= prose.ADVICE_PLACEHOLDERS
+
+
+def test_a_signed_rule_with_placeholders_stays_approved_and_follows_its_threshold(
+        rules) -> None:
+    """`rules review` hashes a rule as the engine reads it (placeholders filled), so the
+    approval holds; a changed threshold changes the sentence, so it goes stale."""
+    from cledecide.engine.rulecache import load_ruleset
+    from cledecide.engine.signoff import ruleset_units
+    from cledecide.rulebook.records import write_review
+    rid = "monitoring.hydroxychloroquine.dose-limit"
+    write_review(rid, "approved", "Dr A", "dermatologist", "", rules)
+    write_review("drug:hydroxychloroquine", "approved", "Dr A", "pharmacist", "", rules)
+    states = {u.ref: u.state for u in ruleset_units(load_ruleset(rules))}
+    assert states[rid] == "approved"
+    assert states["drug:hydroxychloroquine"] == "approved"
+    edit(rules / "drugs.yaml", "mg_per_kg_per_day: 5.0", "mg_per_kg_per_day: 6.0")
+    states = {u.ref: u.state for u in ruleset_units(load_ruleset(rules))}
+    assert states[rid] == "stale"
