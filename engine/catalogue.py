@@ -632,10 +632,23 @@ def _dose_rules(cat: Catalogue) -> list[dict[str, Any]]:
             continue
         label = cat.label(d)
         if dosing.unit == "mg_per_week":
+            # The step, not only a warning (reader D, p07): a sevenfold dose is held the
+            # same day until what the patient takes is confirmed. Below the emergencies
+            # (fever with a low count, an overdose with signs: 100), above the rest.
             out.append(_rule(
-                f"catalogue.dose-unit.{d}", f"{label} recorded as a daily dose", 100,
+                f"catalogue.dose-unit.{d}", f"{label} recorded as a daily dose", 99,
                 f"{d}_dose_wrong_unit",
-                {"warn": {"severity": "critical",
+                {"recommend": {
+                    "action": "stop", "drug": d, "holds_starts": True,
+                    "summary": f"Hold {label} today: it is recorded as {{recorded_dose[{d}]}} "
+                               "but is dosed once WEEKLY; confirm what the patient takes "
+                               "before the next dose; if it has been taken daily, treat it "
+                               "as an overdose: same-day assessment; blood count, liver and "
+                               "renal function today"},
+                 "monitor": [{"what": "cbc", "when": "today", "first_in_days": 0},
+                             {"what": "liver_function", "when": "today", "first_in_days": 0},
+                             {"what": "renal_function", "when": "today", "first_in_days": 0}],
+                 "warn": {"severity": "critical",
                           "message": f"{_cap(label)} is recorded as {{recorded_dose[{d}]}}, but it "
                                      "is dosed once WEEKLY "
                                      f"(at most {dosing.max_mg:g} mg per week). Daily dosing "

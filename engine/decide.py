@@ -964,8 +964,8 @@ def _arrange(rec: Candidate, alternatives: list[Candidate],
     unique_alts: list[Candidate] = []
     also_stop: list[Candidate] = []
     for alt in alternatives:
-        if alt.drug in stopped and alt.action in KEEPING:
-            continue
+        if alt.drug in stopped and alt.action not in ("stop", "gather_data", "refer"):
+            continue  # a reduction keeps the drug too (reader D: retinal toxicity)
         if alt.action == "stop" and rec.action != "gather_data" and \
                 alt.priority >= REQUIREMENT_PRIORITY and \
                 not stopped_by(alt.action, alt.drug, alt.stops) <= stopped:

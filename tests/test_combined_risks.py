@@ -125,7 +125,8 @@ def contraception_change(draw) -> Callable[[dict], None]:
 @st.composite
 def failing_requirement(draw) -> Callable[[dict], None]:
     kind = draw(st.sampled_from(["imid_one_method", "mtx_egfr", "mtx_liver", "dapsone_g6pd",
-                                 "len_renal", "hcq_retinopathy", "hcq_tamoxifen"]))
+                                 "len_renal", "hcq_retinopathy", "hcq_tamoxifen",
+                                 "hcq_toxicity_overdose"]))
 
     def apply(r: dict) -> None:
         if kind == "imid_one_method" and r["demographics"]["sex"] == "female":
@@ -146,6 +147,9 @@ def failing_requirement(draw) -> Callable[[dict], None]:
         elif kind == "hcq_retinopathy":
             r["conditions"].append("retinopathy")
             r["eye_exams"] = [{"date": ago(100), "result": "normal"}]  # baseline done
+        elif kind == "hcq_toxicity_overdose":  # a stop beside a dose reduction
+            r["demographics"]["weight_kg"] = 50
+            r["eye_exams"] = [{"date": ago(3), "result": "toxicity"}]
         elif kind == "hcq_tamoxifen":
             r["conditions"].append("tamoxifen")
             r["eye_exams"] = [{"date": ago(100), "result": "normal"}]
@@ -185,7 +189,7 @@ def responding_stop(draw) -> Callable[[dict], None]:
 @st.composite
 def methotrexate_daily(draw) -> Callable[[dict], None]:
     """A once-weekly drug recorded as daily (the commonest overdose), with a sign."""
-    sign = draw(st.sampled_from(["fever", "low_count", "alt"]))
+    sign = draw(st.sampled_from(["fever", "low_count", "alt", "none"]))
 
     def apply(r: dict) -> None:
         r["treatments"] = [c for c in r["treatments"]
@@ -198,7 +202,7 @@ def methotrexate_daily(draw) -> Callable[[dict], None]:
             r["symptoms"].append("fever")
         elif sign == "low_count":
             r["labs"]["neutrophils"] = {"value": 1.2, "date": ago(0)}
-        else:
+        elif sign == "alt":
             r["labs"]["alt"] = {"value": 150, "date": ago(0)}
     return apply
 
@@ -500,3 +504,31 @@ def test_yearly_retinal_screening_and_not_yet_due_never_meet(record) -> None:
     result = run(record, RULESET)
     rules = {m["rule"] for m in result["monitoring"]}
     assert not {"monitoring.retinal.annual", "monitoring.retinal.not-yet-due"} <= rules, rules
+
+
+@given(risky_patients())
+def test_no_alternative_keeps_a_drug_the_step_stops(record) -> None:
+    """A step that stops a drug is not undone by an alternative that keeps it, at any
+    dose (reader D, p10: 'reduce hydroxychloroquine' beside its stop for retinal
+    toxicity)."""
+    result = run(record, RULESET)
+    stopped = step_stops(result)
+    for alt in result["alternatives"]:
+        assert alt["drug"] not in stopped or alt["action"] in ("stop", "gather_data", "refer"), (
+            result["recommendation"]["summary"], alt)
+
+
+@given(risky_patients())
+def test_a_weekly_drug_recorded_daily_is_held_today(record) -> None:
+    """A once-weekly drug recorded as daily is a possible sevenfold overdose: the step
+    holds it today (or a same-day emergency does), with or without signs (reader D, p07)."""
+    daily = [c for c in record["treatments"] if c["drug"] == "methotrexate"
+             and "stop" not in c and "dose_mg_per_day" in c]
+    if not daily:
+        return
+    result = run(record, RULESET)
+    rec = result["recommendation"]
+    held = "methotrexate" in step_stops(result) or any(
+        w["severity"] == "critical" and w["message"].startswith("Also now")
+        and "methotrexate" in w["message"].lower() for w in result["warnings"])
+    assert held and rec["action"] == "stop", rec
