@@ -14,7 +14,7 @@ import datetime as dt
 from typing import Any, Iterator, Mapping
 
 from .codemap import CodeMap
-from .conditions import Conditions, Procedures
+from .conditions import Conditions, Procedures, extent
 from .entries import Index, Limits, read_entries
 from .medications import Contraceptive, adverse_event, read_courses
 from .observations import Observations
@@ -146,6 +146,7 @@ def _one_patient(p: Entry, entries: list[Entry], index: Index, codemap: CodeMap,
     for offer in conditions.offers:
         observations.offer(*offer)
     _contraception(meds.contraception, observations, record, report)
+    observations.extent_why = extent(conditions, observations.latest)
     observations.finish(record, codemap.weight_days(record["demographics"]["age"]))
     conditions.finish(record)
     procedures.finish(record)

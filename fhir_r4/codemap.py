@@ -97,6 +97,21 @@ class ClasiMap(_Strict):
     damage: list[CodeEntry] = Field(min_length=1)
 
 
+class ConditionExtent(_Strict):
+    """The extent read from the CLE Condition's body sites (issue 20): how many distinct
+    sites make it widespread, and how few (if any) localized. Severity codes are read
+    only to report them: severity is not extent."""
+
+    widespread_from_sites: int | None = Field(default=None, ge=2, description="this many "
+                                              "distinct body sites or more: widespread; "
+                                              "absent: body sites are not read")
+    localized_up_to_sites: int | None = Field(default=None, ge=1, description="this many "
+                                              "distinct body sites or fewer: localized; "
+                                              "absent: never localized from body sites")
+    severity: dict[Literal["mild", "moderate", "severe"], list[CodeEntry]] = Field(
+        default_factory=dict)
+
+
 class Limits(_Strict):
     """How much one FHIR input may hold: entries (all Bundles together) and Bundles
     nested in Bundles. Bytes are not the measure: a 10 MB Synthea bundle is ordinary."""
@@ -108,6 +123,7 @@ class Limits(_Strict):
 class CodeMapFile(_Strict):
     version: Literal[1]
     limits: Limits = Field(default_factory=Limits)
+    condition_extent: ConditionExtent = Field(default_factory=ConditionExtent)
     systems: dict[str, str]
     ucum: str
     observations: dict[str, ObservationMap]
@@ -237,6 +253,8 @@ def _entries(spec: CodeMapFile) -> list[tuple[tuple[Any, ...], CodeEntry, Meanin
     for word, entries in spec.stop_reasons.items():
         add(("stop_reasons", word), entries, "stop_reason", word)
     add(("eye_exam", "codes"), spec.eye_exam.codes, "eye_exam", "retinal_exam")
+    for word, entries in spec.condition_extent.severity.items():
+        add(("condition_extent", "severity", word), entries, "severity", word)
     return out
 
 
@@ -286,6 +304,12 @@ def check(spec: CodeMapFile, doc: Document) -> list[tuple[str, tuple[Any, ...]]]
             if "#" not in answer or answer.split("#", 1)[0] not in spec.systems:
                 problems.append((f"answer '{answer}' is not SYSTEM#CODE with a known system",
                                  where + ("answers", answer)))
+    ext = spec.condition_extent
+    if ext.localized_up_to_sites is not None and (
+            ext.widespread_from_sites is None
+            or ext.localized_up_to_sites >= ext.widespread_from_sites):
+        problems.append(("localized_up_to_sites must be below widespread_from_sites",
+                         ("condition_extent", "localized_up_to_sites")))
     for word, names in spec.drug_names.items():
         for i, name in enumerate(names):
             if name != name.strip().lower() or len(name) < 4:

@@ -17,6 +17,7 @@ from .codemap import CodeMap, Meaning
 from .reading import Entry, Fail, NoAdviceFound, Report, answer, codings, date_of, meaning, \
     shown, when
 
+SNOMED = "http://snomed.info/sct"
 CONDITION_ACTIVE = ("active", "recurrence", "relapse")
 CONDITION_HELD = CONDITION_ACTIVE + ("remission",)
 CLINICAL_STATUS = "http://terminology.hl7.org/CodeSystem/condition-clinical"
@@ -52,6 +53,10 @@ class Conditions:
         self.symptoms: set[str] = set()
         self.subtypes: dict[str, str] = {}
         self.sle: Any = None
+        # the CLE Condition's body sites (distinct key -> as shown) and its label and date
+        self.sites: dict[str, str] = {}
+        self.site_labels: list[str] = []
+        self.site_date: dt.date | None = None
         # (field, date, value, label): offered to the Observations' latest values
         self.offers: list[tuple[str, dt.date, Any, str]] = []
 
@@ -81,6 +86,7 @@ class Conditions:
     def _add(self, e: Entry, m: Meaning, verified: str | None) -> None:
         if m.section == "subtype":
             self.subtypes[m.value] = e.label
+            _sites_and_severity(self, e)
         elif m.section == "sle":
             if verified is None:
                 return
@@ -119,6 +125,86 @@ class Conditions:
             rec["conditions"] = sorted(self.conditions)
         if self.symptoms:
             rec["symptoms"] = sorted(self.symptoms)
+
+
+def _site_key(concept: Any) -> tuple[str, str] | None:
+    """One bodySite element as (key, shown): its SNOMED CT code, else its first code,
+    else its text. Several codings of one element are one site in several systems."""
+    found = [c for c in codings(concept) if c.code]
+    snomed = [c for c in found if c.system == SNOMED]
+    c = (snomed or found or [None])[0]
+    if c is not None:
+        return f"{c.system or '?'}|{c.code}", c.display or getattr(concept, "text", None) \
+            or c.code
+    text = (getattr(concept, "text", None) or "").strip()
+    return (f"text|{' '.join(text.lower().split())}", text) if text else None
+
+
+def _sites_and_severity(c: Conditions, e: Entry) -> None:
+    """The CLE Condition's body sites (gathered; extent() decides) and its severity
+    (reported: severity is not extent, and no source maps one onto the other)."""
+    r = e.resource
+    for concept in r.bodySite or []:
+        key = _site_key(concept)
+        if key is None:
+            c.report.ignore(e.label, "a bodySite without a code or text: not counted")
+            continue
+        c.sites.setdefault(*key)
+    if r.bodySite:
+        c.site_labels.append(e.label)
+        onset, _ = _dates(r)
+        c.site_date = max(c.site_date or onset or c.as_of, onset or c.as_of)
+    if r.severity is not None:
+        m = meaning(c.map, r.severity, ("severity",))
+        word = m.value if m is not None else f"not in the code map ({shown(r.severity)})"
+        c.report.ignore(e.label, f"severity {word}: reported, not read as extent "
+                        "(severity is not extent)")
+
+
+def extent(c: Conditions, latest: dict[str, tuple[dt.date, Any, str]]) -> str | None:
+    """The extent from the CLE Condition's body sites, by the code map's rule
+    (condition_extent), into the Observations' latest values; an extent Observation
+    wins. Returns why the extent stays unknown when body sites were read but decide
+    nothing (for missing_data), else None."""
+    if not c.sites:
+        return None
+    rule = c.map.spec.condition_extent
+    n, label = len(c.sites), "; ".join(c.site_labels)
+    listed = ", ".join(sorted(c.sites.values()))
+    value = None
+    if rule.widespread_from_sites is not None and n >= rule.widespread_from_sites:
+        value = "widespread"
+    elif rule.localized_up_to_sites is not None and n <= rule.localized_up_to_sites:
+        value = "localized"
+    stated = latest.get("diagnosis.extent")
+    if stated is not None:
+        c.report.ignore(label, f"{n} body site(s) ({listed}): the extent Observation "
+                        f"({stated[1]}, {stated[0]}) wins over body sites")
+        if value is not None and value != stated[1]:
+            c.report.warnings.append(("warning", f"The extent is recorded as {stated[1]} "
+                                      f"({stated[0]}), but the CLE Condition lists {n} body "
+                                      f"site(s) ({listed}): check which is true."))
+        return None
+    if value is None:
+        if rule.widespread_from_sites is None:
+            how = "body sites are not read for extent"
+        else:
+            how = f"{rule.widespread_from_sites} or more distinct sites read as widespread" \
+                + (f", {rule.localized_up_to_sites} or fewer as localized"
+                   if rule.localized_up_to_sites else "; fewer may be an incomplete "
+                   "record, so they are never read as localized")
+        why = (f"no Observation records the extent; the CLE Condition lists {n} body "
+               f"site(s) ({listed}): {how} (condition_extent in fhir-map.yaml)")
+        c.report.ignore(label, why)
+        return why
+    latest["diagnosis.extent"] = (c.site_date or c.as_of, value, label)
+    c.report.used.append(f"{label}: diagnosis.extent = {value} from {n} distinct body "
+                         f"site(s) ({listed}) on the CLE Condition (condition_extent in "
+                         "fhir-map.yaml)")
+    c.report.warnings.append(("info", f"The extent is read as {value} from {n} distinct "
+                              f"body sites on the CLE Condition ({listed}); no Observation "
+                              "records it. Record the extent if this is not right."))
+    return None
 
 
 def _on_as_of(c: Conditions, e: Entry) -> tuple[str | None, str | None]:

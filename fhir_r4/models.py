@@ -235,6 +235,8 @@ class Condition(Resource):
     abatementDateTime: DateTime | None = None
     abatementPeriod: Period | None = None
     recordedDate: DateTime | None = None
+    bodySite: list[CodeableConcept] | None = None   # where: extent (fhir-map condition_extent)
+    severity: CodeableConcept | None = None         # reported only: severity is not extent
 
     @model_validator(mode="before")
     @classmethod

@@ -24,6 +24,7 @@ class Observations:
         self.tests: set[dt.date] = set()
         self.positive: dt.date | None = None
         self.clasi: dict[dt.date, dict[str, float]] = {}
+        self.extent_why: str | None = None  # why body sites left the extent unknown
 
     def observation(self, e: Entry, index: Index, courses: dict[int, dict[str, Any]]) -> None:
         r = e.resource
@@ -82,8 +83,9 @@ class Observations:
         diagnosis = rec.get("diagnosis")
         if diagnosis is not None and "extent" not in diagnosis:
             diagnosis["extent"] = "unknown"
-            self.report.missing.append(("diagnosis.extent", "no Observation records the "
-                                        "extent (localized or widespread)"))
+            self.report.missing.append(("diagnosis.extent", self.extent_why or (
+                "no Observation records the extent (localized or widespread) and the CLE "
+                "Condition no body site")))
         if self.tests:
             set_field(rec, "reproductive.negative_pregnancy_tests",
                       [d.isoformat() for d in sorted(self.tests)])

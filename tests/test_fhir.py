@@ -1056,3 +1056,122 @@ def test_a_name_in_a_topical_or_ambiguous_form_is_not_taken_for_the_drug(text: s
              "subject": {"reference": "Patient/x"},
              "medicationCodeableConcept": {"text": text}}
     assert read_draft_order(order, CODEMAP, ("o",), Report()).drug is None
+
+
+# ------------------------------------------------------------------ extent (issue 20)
+
+# Body sites as an EHR sends them. The importer counts distinct codes and never reads
+# what a site code means, so these are test data, not codes the map ships.
+SITES = [("39937001", "Skin structure of face"), ("41695006", "Scalp structure"),
+         ("302551006", "Entire thorax")]
+
+
+def _site(code: str | None, display: str) -> dict[str, Any]:
+    if code is None:
+        return {"text": display}
+    return {"coding": [{"system": SNOMED_URI, "code": code, "display": display}]}
+
+
+def _scle_with_sites(sites: list[dict[str, Any]], extent_observation: bool = False,
+                     severity: str | None = None) -> dict[str, Any]:
+    """The new widespread SCLE, untreated (its past topical course removed: a failed
+    topical starts hydroxychloroquine whatever the extent), with its extent Observation
+    removed (or kept) and the given body sites (and severity) on its CLE Condition."""
+    bundle = bundle_of("widespread-scle-new")
+    gone = ("course-response",) + (() if extent_observation else ('"extent"',))
+    bundle["entry"] = [e for e in bundle["entry"]
+                       if e["resource"]["resourceType"] != "MedicationStatement"
+                       and not any(g in json.dumps(e["resource"].get("code", {}))
+                                   for g in gone)]
+    cle = next(e["resource"] for e in bundle["entry"] if "cle-subtype" in json.dumps(e))
+    if sites:
+        cle["bodySite"] = sites
+    if severity is not None:
+        cle["severity"] = {"coding": [{"system": SNOMED_URI, "code": severity}]}
+    return bundle
+
+
+def _import_report(tmp_path: Path, bundle: dict[str, Any]) -> str:
+    path = tmp_path / "sites.json"
+    path.write_text(json.dumps(bundle))
+    proc = subprocess.run([CLI, "import", "fhir", str(path)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_three_distinct_body_sites_read_as_widespread(tmp_path: Path) -> None:
+    # the face twice (a SNOMED CT and a local coding of one site, then the same code
+    # again) is one site; the thorax given as text only is a site of its own
+    face = {"coding": [{"system": SNOMED_URI, "code": "39937001"},
+                       {"system": "urn:site:local", "code": "F1"}]}
+    bundle = _scle_with_sites([face, _site(*SITES[0]), _site(*SITES[1]),
+                               _site(None, "Upper back")])
+    explanation = evaluate_bundle(tmp_path, bundle)
+    rec = explanation.result.recommendation
+    assert (rec.action, rec.drug) == ("start", "hydroxychloroquine")
+    assert explanation.result.conditional is None
+    assert "diagnosis.extent" not in {m.field for m in explanation.result.missing_data}
+    assert any("read as widespread from 3 distinct body sites" in w.message
+               for w in explanation.result.warnings)
+    shown_ = _import_report(tmp_path, bundle)
+    assert "extent: widespread" in shown_
+    assert "diagnosis.extent = widespread from 3 distinct body site(s)" in shown_
+    assert "condition_extent in fhir-map.yaml" in shown_
+
+
+def test_two_body_sites_are_not_yet_widespread_and_one_is_never_localized(tmp_path: Path) -> None:
+    for sites in (SITES[:1], SITES[:2]):
+        bundle = _scle_with_sites([_site(*s) for s in sites])
+        res = evaluate_bundle(tmp_path, bundle).result
+        assert res.recommendation.action == "gather_data"
+        assert res.conditional is not None and res.conditional.fact == "diagnosis.extent"
+        assert {b.value for b in res.conditional.branches} == {"localized", "widespread"}
+        why = [m.why for m in res.missing_data if m.field == "diagnosis.extent"]
+        assert any(f"lists {len(sites)} body site(s)" in w and "never read as localized"
+                   in w for w in why), why
+        assert "extent: unknown" in _import_report(tmp_path, bundle)
+
+
+def test_no_body_site_leaves_extent_unknown_with_both_steps_shown(tmp_path: Path) -> None:
+    res = evaluate_bundle(tmp_path, _scle_with_sites([])).result
+    assert res.recommendation.action == "gather_data"
+    got = {b.value: b.recommendation.drug for b in res.conditional.branches}
+    assert got == {"localized": "topical_corticosteroid", "widespread": "hydroxychloroquine"}
+    why = [m.why for m in res.missing_data if m.field == "diagnosis.extent"]
+    assert any("no body site" in w for w in why), why
+
+
+def test_an_extent_observation_wins_over_body_sites(tmp_path: Path) -> None:
+    bundle = _scle_with_sites([_site(*s) for s in SITES], extent_observation=True)
+    obs = next(e["resource"] for e in bundle["entry"]
+               if '"extent"' in json.dumps(e["resource"].get("code", {})))
+    obs["valueCodeableConcept"] = {"coding": [{"system": "urn:cledecide:answer",
+                                               "code": "localized"}]}
+    res = evaluate_bundle(tmp_path, bundle).result
+    assert res.recommendation.drug == "topical_corticosteroid"
+    assert any("recorded as localized" in w.message and "3 body site(s)" in w.message
+               for w in res.warnings)
+    assert "the extent Observation (localized" in _import_report(tmp_path, bundle)
+
+
+@pytest.mark.parametrize("code,word", [("24484000", "severe"), ("6736007", "moderate"),
+                                       ("255604002", "mild")])
+def test_severity_is_reported_never_read_as_extent(tmp_path: Path, code: str,
+                                                   word: str) -> None:
+    bundle = _scle_with_sites([], severity=code)
+    res = evaluate_bundle(tmp_path, bundle).result
+    assert res.recommendation.action == "gather_data" and res.conditional is not None
+    assert f"severity {word}: reported, not read as extent" in _import_report(tmp_path, bundle)
+
+
+def test_the_body_site_rule_is_checked_in_the_code_map(tmp_path: Path) -> None:
+    folder = tmp_path / "rules"
+    import shutil
+    shutil.copytree(default_rules_dir(), folder)
+    path = folder / "fhir-map.yaml"
+    path.write_text(path.read_text().replace("  widespread_from_sites: 3\n",
+                                             "  widespread_from_sites: 3\n"
+                                             "  localized_up_to_sites: 3\n"))
+    problems = check_file(folder)
+    assert any("localized_up_to_sites must be below" in p[0] for p in problems), problems
