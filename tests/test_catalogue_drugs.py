@@ -7,6 +7,7 @@ apremilast below is a TEST PLACEHOLDER: its profile is conservative and unverifi
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -229,3 +230,28 @@ def test_a_code_map_drug_the_catalogue_lacks_is_an_error_with_its_line(tmp_path:
     path.write_text(path.read_text().replace("\nmedications:\n  topical_corticosteroid:",
                                              "\nmedications:\n  apremilast:", 1))
     assert "apremilast" in load_codemap(good).spec.medications
+
+
+def test_an_edited_catalogue_is_read_again_an_unchanged_one_is_not(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every record validated asks for the catalogue: an unchanged drugs.yaml costs a
+    stat, not a read (the service's per-request cost), and an edited one is read
+    again (a long-running process sees the edit)."""
+    import cledecide.engine.validate as validate
+    folder = tmp_path / "rules"
+    shutil.copytree(RULES, folder)
+    assert "apremilast" not in catalogue_drugs(folder)
+    reads: list[Path] = []
+    real = validate.read_bytes
+    monkeypatch.setattr(validate, "read_bytes",
+                        lambda path, *a: reads.append(path) or real(path, *a))
+    assert catalogue_drugs(folder) == catalogue_drugs(folder)
+    assert reads == []
+    path = folder / "drugs.yaml"
+    path.write_text(path.read_text().rstrip("\n") + "\n" + PLACEHOLDER)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    assert "apremilast" in catalogue_drugs(folder) and reads == [path]
+    # the shipped folder is found once per process
+    catalogue_drugs()
+    monkeypatch.setattr("importlib.resources.files", lambda *_: 1 / 0)
+    assert "hydroxychloroquine" in catalogue_drugs()
