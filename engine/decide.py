@@ -34,8 +34,9 @@ TRIAL_RULE = "engine.course-in-trial"
 ESCALATE_RULE = "engine.escalate-first"
 # Steps and items the engine itself makes, from drugs.yaml, for every rule file.
 RELAPSE_RULE = "engine.relapse-watch"
+AFTER_DOSE_RULE = "engine.after-last-dose"
 ENGINE_RULES = (GUARD_RULE, FALLBACK_RULE, TRIAL_RULE, ESCALATE_RULE,
-                "engine.course-unjudged", RELAPSE_RULE)
+                "engine.course-unjudged", RELAPSE_RULE, AFTER_DOSE_RULE)
 LADDER = ("topical", "antimalarial", "bridge", "immunosuppressant", "refractory",
           "specialist")
 # The stage after each; the corticosteroid bridge is an adjunct beside the antimalarials.
@@ -61,6 +62,7 @@ class Candidate:
     engine_rule: str | None = None    # the engine invariant that made this step
     note: str = ""                    # its rationale, for engine steps
     requirement: bool = False         # a current drug's unmet requirement (never excluded)
+    resumes: tuple[str, ...] = ()     # held drugs its 'Then' continues (they keep monitoring)
 
     @property
     def rule_id(self) -> str:
@@ -380,6 +382,8 @@ REQUIREMENT_FATE = {"hold": "Hold", "stop": "Stop", "continue": "Continue"}
 # (a pregnancy, a low count, retinal toxicity); whichever is chosen, the others are
 # critical warnings, never silent.
 REQUIREMENT_PRIORITY = 90
+# A held drug whose 'Then' is one of these goes on: its monitoring goes on too.
+RESUMING = ("continue", "increase", "reintroduce")
 
 
 def _requirement_steps(ruleset: RuleSet, ev: Evaluation, candidates: list[Candidate],
@@ -421,11 +425,14 @@ def _requirement_steps(ruleset: RuleSet, ev: Evaluation, candidates: list[Candid
         # What the drug's own rules would do once the requirement is met (a hold only).
         wanted = [c for c in candidates if c.drug == drug and c.action not in STOPPING
                   and not _keeps_whole_plan(c)]
+        resumes: tuple[str, ...] = ()
         if wanted and e.if_taken == "hold":
             summary += f" Then: {wanted[0].summary[:1].lower()}{wanted[0].summary[1:]}."
+            if wanted[0].action in RESUMING:
+                resumes = (drug,)
         out.append(Candidate(action, drug, ruleset.drugs[drug].stage,
                              min(e.priority, REQUIREMENT_PRIORITY), rule, None, summary,
-                             stops, requirement=True))
+                             stops, requirement=True, resumes=resumes))
     return out
 
 
@@ -671,12 +678,11 @@ def _monitoring(ruleset: RuleSet, ev: Evaluation, rec: Candidate | None,
     """The items of the fired rules that follow the step: not those of a drug the step
     stops, nor of a drug that is not taken and cannot be started (`blocked`)."""
     out: dict[tuple[str, str], Monitor] = {}
-    stopping = set(rec.stops) if rec else set()
-    if rec is not None and rec.action == "stop" and rec.drug:
-        stopping.add(rec.drug)
+    stopping = _stopping(rec)
     rec_drug = rec.drug if rec is not None else None
     for fired in ev.fired:
-        for spec in fired.rule.spec.then.monitor or []:
+        specs = fired.rule.spec.then.monitor or []
+        for spec in specs:
             if fired.rule.spec.then.recommend and fired.rule.id != rec_rule:
                 continue  # the plan of a step that was not chosen
             current = ev.facts.get(f"{spec.drug}_status") == "current"
@@ -688,10 +694,82 @@ def _monitoring(ruleset: RuleSet, ev: Evaluation, rec: Candidate | None,
                 keep = False
             if not keep or not _in_window(spec, ev, ruleset):
                 continue
-            item = Monitor(spec.what, _schedule(spec, ev, ruleset, ctx), fired.rule.id,
+            item = Monitor(spec.what, _schedule(spec, ev, ruleset, ctx)
+                           + _then(spec, specs, ctx), fired.rule.id,
                            fired.rule.spec.because.strip(), spec.drug)
             out.setdefault((spec.what, fired.rule.id), item)
     return sorted(out.values(), key=lambda m: (m.what, m.rule))
+
+
+def _stopping(rec: Candidate | None) -> set[str]:
+    """The drugs the step takes away: those it stops, but not a held drug its 'Then'
+    continues (that drug's monitoring and warnings go on)."""
+    if rec is None:
+        return set()
+    return stopped_by(rec.action, rec.drug, rec.stops) - set(rec.resumes)
+
+
+def _then(spec: MonitorSpec, specs: list[MonitorSpec], ctx: dict[str, Any]) -> str:
+    """A first-weeks schedule always says what follows it: the item of the same rule,
+    kind and drug shown from the day it ends ('weekly in the first 4 weeks, then every
+    4 weeks'), so a list read before the start is never the first weeks alone."""
+    if spec.shown_until_day is None:
+        return ""
+    for other in specs:
+        if (other is not spec and other.what == spec.what and other.drug == spec.drug
+                and other.shown_from_day == spec.shown_until_day):
+            return f", then {render_text(other.when, ctx)}"
+    return ""
+
+
+def _after_last_dose(ruleset: RuleSet, ev: Evaluation, rec: Candidate) -> list[Monitor]:
+    """A teratogen's pregnancy prevention outlasts its last dose: for a woman who may
+    conceive, every teratogen the step stops, and every one stopped before whose
+    after-the-last-dose interval still runs, states its contraception until that
+    interval ends (and, for a drug the step stops, the tests after it), whether or not
+    a deficit is recorded (drugs.yaml reproductive.woman; the brief's table)."""
+    if ev.facts.get("pregnant") == "yes" or "may_conceive" not in ev.derived:
+        return []
+    stopping = _stopping(rec)
+    out = []
+    for drug in sorted(ruleset.teratogens):
+        repro = ruleset.drugs[drug].reproductive
+        woman = repro.woman if repro else None
+        if woman is None or not woman.after_last_dose:
+            continue
+        days = ruleset.days(woman.after_last_dose) or 0
+        view = ev.courses.get(drug)
+        if view is None or (view.current and drug not in stopping):
+            continue
+        last = view.stop if view.stop is not None else ev.patient.as_of
+        ends = last + dt.timedelta(days=days)
+        if ends <= ev.patient.as_of:
+            continue
+        label, span = _label(ruleset, drug), ruleset.span(woman.after_last_dose)
+        since = "stopped by this step" if view.current else f"stopped {view.stop}"
+        out.append(Monitor("contraception",
+                           f"until {ends}: {CONTRACEPTION_AFTER[woman.contraception]}, "
+                           f"{span} after the last dose of {label} ({since})",
+                           AFTER_DOSE_RULE,
+                           f"The pregnancy prevention of {label} lasts {span} after the "
+                           "last dose, with the same contraception as during treatment.",
+                           drug))
+        if view.current and woman.tests_after:
+            out.append(Monitor("pregnancy_test", f"{woman.tests_after} (the interval ends "
+                               f"{ends})",
+                               AFTER_DOSE_RULE, f"{label}: pregnancy tests after the last "
+                               "dose.", drug))
+    return out
+
+
+# What each contraception level of drugs.yaml asks for after the last dose (the same
+# words as the templates' contraception table).
+CONTRACEPTION_AFTER = {
+    "one_method": "one reliable contraception method (two preferred)",
+    "two_methods": "two reliable contraception methods used together (or continuous "
+                   "abstinence)",
+    "none": "contraception as advised",
+}
 
 
 def _relapse_watch(ruleset: RuleSet, ev: Evaluation, rec: Candidate) -> list[Monitor]:
@@ -994,7 +1072,7 @@ def _warnings(ruleset: RuleSet, ev: Evaluation, ctx: dict[str, Any], rec: Candid
         warn = fired.rule.spec.then.warn
         if warn and warn.about and warn.severity != "critical" and set(warn.about) <= gone \
                 and not any(ev.facts.get(f"{d}_status") == "current" and d not in
-                            stopped_by(rec.action, rec.drug, rec.stops) for d in warn.about):
+                            _stopping(rec) for d in warn.about):
             continue
         if warn:
             warnings.append((warn.severity, render_text(warn.message.strip(), ctx),
@@ -1025,6 +1103,7 @@ def _all_monitoring(ruleset: RuleSet, ev: Evaluation, rec: Candidate,
         have = {(m.what, m.drug) for m in monitoring}
         monitoring += [m for m in _relapse_watch(ruleset, ev, chosen)
                        if (m.what, m.drug) not in have]
+    monitoring += _after_last_dose(ruleset, ev, rec)
     if rec.engine_rule == TRIAL_RULE and rec.drug:
         until = ev.courses[rec.drug].trial_until
         monitoring.append(Monitor("clasi_review", f"due {until}: judge the response to "
@@ -1068,7 +1147,7 @@ def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
         unique_alts = [a for a in unique_alts if a.action != "continue"]
     rec = _not_restarted(ruleset, rec, every_exclusion)
     warnings = _warnings(ruleset, ev, ctx, rec, requirements, every_exclusion, also_stop,
-                         _blocked(excluded) | stopped_by(rec.action, rec.drug, rec.stops))
+                         _blocked(excluded) | _stopping(rec))
     warnings += _ruled_out_above(ruleset, rec, split)
     warnings.sort(key=lambda w: (SEVERITY_RANK[w[0]], w[2]))
     _basis_requests(ruleset, ev, [rec] + unique_alts, requests)

@@ -113,10 +113,10 @@ def _course_values(out: dict[str, Any], ruleset: RuleSet, ev: Evaluation) -> Non
     out.update(stop_date=stop_date, conception_from=conception, recorded_dose=recorded,
                trial_until=trial, current_among=_Among(among), conception_after=_Among(after),
                planning_stop_date=planning_stop, window_end=window_end, start_from=start_from,
-               conception_plan=_plan_text(plan, ruleset, p.as_of))
+               conception_plan=_plan_text(plan, ruleset, p.as_of, male))
 
 
-def _plan_text(plan: Any, ruleset: RuleSet, today: dt.date) -> str:
+def _plan_text(plan: Any, ruleset: RuleSet, today: dt.date, male: bool) -> str:
     """The conception plan in words: the earliest date, which window sets it, and when
     each drug taken now stops."""
     if plan is None:
@@ -128,8 +128,19 @@ def _plan_text(plan: Any, ruleset: RuleSet, today: dt.date) -> str:
     stops = "; ".join(f"stop {_label(ruleset, d)} "
                       + ("now" if s <= today else f"on {s}")
                       for d, s in sorted(plan.stop_on.items(), key=lambda x: (x[1], x[0])))
-    return (f"conception from {plan.earliest} (the latest end of every window: {why})"
+    return (f"conception from {plan.earliest} (the latest end of every window: {why}"
+            f"{'' if male else _disagreement(ruleset, w.drug)})"
             + (f"; {stops}" if stops else ""))
+
+
+def _disagreement(ruleset: RuleSet, drug: str) -> str:
+    """Where the window that sets the date is a conservative default and sources give a
+    shorter one (the woman's profile note, e.g. methotrexate: 6 months in the EU label,
+    1-3 months in acr-2020 and bsr-2022), the date is said with the other reading."""
+    repro = ruleset.drugs[drug].reproductive if drug in ruleset.drugs else None
+    note = " ".join(repro.woman.note.split()) if repro and repro.woman.note else ""
+    first = note.split(". ")[0].rstrip(".")  # the note's first sentence is the interval's
+    return f"; {first}" if first else ""
 
 
 def _days_words(days: int) -> str:

@@ -20,7 +20,7 @@ SYMPTOMS = (
 MONITORING = (
     "clasi_review", "relapse_watch", "cbc", "liver_function", "renal_function",
     "pregnancy_test", "nerve_conduction", "neuropathy_symptoms", "retinal_exam",
-    "vte_signs", "methaemoglobin", "lipids", "sle_screen",
+    "vte_signs", "methaemoglobin", "lipids", "sle_screen", "contraception",
 )
 ACTIONS = ("start", "add", "switch", "continue", "increase", "reduce", "stop",
            "reintroduce", "gather_data", "refer")
