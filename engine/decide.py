@@ -934,8 +934,7 @@ def _gather_step(ruleset: RuleSet, ev: Evaluation, wanted: Candidate,
     asks = list(dict.fromkeys(asks)) or ([] if fixes else sorted(requests))
     if fixes:
         asks = fixes + [a for a in asks if a not in fixes]
-        summary = f"Before the next step ({wanted.summary}): " + " ".join(
-            a if a.endswith(".") else a + ";" for a in asks).rstrip(";")
+        summary = f"Before the next step ({wanted.summary}): " + _numbered(asks)
     else:
         before = f"before {_label(ruleset, wanted.drug)}" if wanted.drug else "before deciding"
         summary = f"Gather data {before}: " + "; ".join(asks)
@@ -948,6 +947,14 @@ def _gather_step(ruleset: RuleSet, ev: Evaluation, wanted: Candidate,
     evidence = sorted(set(wanted.rule.spec.evidence if wanted.rule else [])
                       | set(rule.spec.evidence if rule else []))
     return step, rationale, evidence
+
+
+def _numbered(asks: list[str]) -> str:
+    """Several things to do before a step, each its own numbered sentence (one run-on
+    paragraph hid the last of them: reader C, F7)."""
+    if len(asks) == 1:
+        return _cap(asks[0].strip())
+    return " ".join(f"({i}) {_cap(a.strip().rstrip('.;'))}." for i, a in enumerate(asks, 1))
 
 
 def _unmet_while_taken(ruleset: RuleSet, ev: Evaluation, rec: Candidate,

@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import REFRACTORY_HISTORY, patient, run
-from test_combined_risks import RULESET, course, current_drugs, risky_patients, step_stops
+from test_combined_risks import (RULESET, course, current_drugs, risky_patients, step_stops,
+                                 women_with_oestrogen_and_apl)
 
 
 def taken_away(result: dict[str, Any]) -> set[str]:
@@ -185,3 +186,34 @@ def test_the_fathering_warning_needs_a_recorded_plan_and_never_contradicts_the_s
                ("partner_may_conceive", "partner_pregnant", "planning_to_father")), said
     for drug in taken_away(result):
         assert not any(f"on {RULESET.drugs[drug].label}:" in s for s in said), said
+
+
+# ------------------------------------------------------------------ F7
+def every_text(result: dict[str, Any]) -> list[str]:
+    steps = [result["recommendation"]] + result["alternatives"]
+    return ([s.get("summary", "") for s in steps] + [w["message"] for w in result["warnings"]]
+            + [e.get("reason", "") for e in result["excluded"]])
+
+
+@given(women_with_oestrogen_and_apl())
+def test_no_method_list_offers_the_depot_with_antiphospholipid_antibodies(record) -> None:
+    """p03: the headline's list offered the medroxyprogesterone depot to a woman with
+    antiphospholipid antibodies while the critical warning's list did not: every list
+    on the page leaves it out, and says so where it names it."""
+    result = run(record, RULESET)
+    for text in every_text(result):
+        for m in re.finditer(r"medroxyprogesterone depot", text):
+            before = text[max(0, m.start() - 9):m.start()]
+            after = text[m.end():m.end() + 12]
+            assert before.endswith(("not the ", "less the ")) or after == " is left out", text
+
+
+@given(risky_patients())
+def test_several_preconditions_are_each_their_own_sentence(record) -> None:
+    """p03: '...then the start follows. two negative pregnancy tests': every
+    precondition before a step is its own numbered sentence, never a run-on tail."""
+    summary = result_summary = run(record, RULESET)["recommendation"]["summary"]
+    if not result_summary.startswith("Before the next step"):
+        return
+    assert not re.search(r"\. [a-z]", summary.split("): ", 1)[-1]), summary
+
