@@ -22,7 +22,7 @@ from typing import Any
 from .courses import CourseView, course_key, next_step, weight_regimen
 from .dosing import BASES, basis_weight
 from .texts import Overlay, context, render_text
-from .words import unmet_words
+from .words import fact_words, unmet_words
 from .evaluate import Evaluation
 from .facts import NO
 from .models import Patient
@@ -570,7 +570,7 @@ def _trial_hold(ruleset: RuleSet, c: Candidate, trials: list[CourseView]) -> Can
 def _patient_words(matched: dict[str, Any]) -> str:
     """The patient's facts a rule matched, as words ('contraception none')."""
     # A fact that is "no" did not break the requirement (an `any` reads all its parts).
-    words = [f"{name.replace('_', ' ')} {value}" for name, value in matched.items()
+    words = [fact_words(name, value) for name, value in matched.items()
              if value is not True and value != "no" and not name.endswith("considered")]
     return "; ".join(words)
 

@@ -9,6 +9,7 @@ from typing import Any
 from .explain import Explanation
 from .safetext import visible
 from .signoff import status_label
+from .words import fact_words
 
 WIDTH = 80
 
@@ -37,15 +38,9 @@ def _wrap(text: str, indent: str = "  ", first: str | None = None) -> list[str]:
 
 
 def _facts(matched: dict[str, Any]) -> str:
-    parts = []
-    for k, v in matched.items():
-        if v is True:
-            parts.append(k)
-        elif v is False:
-            parts.append(f"{k}=no")
-        else:
-            parts.append(f"{k}={v}")
-    return ", ".join(parts)
+    """The facts a rule matched, in words ('hydroxychloroquine: partial response', not
+    'hydroxychloroquine_phase=partial'); the JSON trace keeps the raw names."""
+    return ", ".join(fact_words(k, v) for k, v in matched.items())
 
 
 def _section(title: str, empty: str, items: list[str]) -> list[str]:

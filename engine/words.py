@@ -21,6 +21,47 @@ def human(name: str) -> str:
     return name.replace("_", " ")
 
 
+# A fact's value as a prescriber says it (the raw words stay in the JSON trace).
+STATUS_WORDS = {"never": "never taken", "current": "taken now", "stopped": "stopped"}
+PHASE_WORDS = {"not_taken": "not taken", "in_trial": "in its trial period",
+               "responding": "responding", "partial": "partial response",
+               "failed": "no response", "stopped_early": "stopped before it could be judged",
+               "unjudged": "response not judged"}
+
+
+def value_words(fact: str, value: Any) -> str:
+    """One fact's value in words: 'taken now', not 'current'; 'partial response', not
+    'partial'; yes/no facts as yes/no."""
+    if value is True:
+        return "yes"
+    if value is False:
+        return "no"
+    text = str(value)
+    if fact.endswith("_status") and text in STATUS_WORDS:
+        return STATUS_WORDS[text]
+    if fact.endswith("_phase") and text in PHASE_WORDS:
+        return PHASE_WORDS[text]
+    return human(text)
+
+
+def derived_words(fact: str) -> str:
+    """A derived fact as words: 'X_failed' covers a partial response too, so it reads
+    'X insufficient', never 'X failed' for a partial responder."""
+    if fact.endswith("_failed"):
+        return f"{human(fact[:-len('_failed')])} insufficient or not tolerated"
+    return human(fact)
+
+
+def fact_words(fact: str, value: Any) -> str:
+    """'hydroxychloroquine: partial response', 'egfr 26', 'alcohol misuse'."""
+    for suffix in ("_status", "_phase"):
+        if fact.endswith(suffix) and not isinstance(value, bool):
+            return f"{human(fact[:-len(suffix)])}: {value_words(fact, value)}"
+    if value is True:
+        return derived_words(fact)
+    return f"{human(fact)} {value_words(fact, value)}"
+
+
 def thresholds_in(leaf: C.Leaf, ruleset: RuleSet) -> list[str]:
     """The named thresholds a test reads (from the condition as written)."""
     _, _, rest = leaf.text.partition(leaf.fact)
@@ -49,16 +90,20 @@ def _as_leaf(node: C.Node) -> C.Leaf | None:
 def leaf_words(leaf: C.Leaf, ruleset: RuleSet) -> str:
     """One test in words."""
     if leaf.op == "derived":
-        return human(leaf.fact)
+        return derived_words(leaf.fact)
     spec = ruleset.facts.get(leaf.fact)
     what = spec.description if spec is not None else human(leaf.fact)
     unit = spec.unit if spec is not None else ""
     if leaf.op in ("unknown", "known"):
         return f"{what}: {'not recorded (unknown)' if leaf.op == 'unknown' else 'recorded'}"
+    if leaf.op == "in" and leaf.fact.endswith(("_status", "_phase")):
+        return " or ".join(fact_words(leaf.fact, v) for v in leaf.value)
     if leaf.op == "in":
         return f"{human(leaf.fact)} is one of {', '.join(map(str, leaf.value))}"
     if leaf.op == "eq" and spec is not None and spec.kind == "bool":
         return what if leaf.value == "yes" else f"{what}: {leaf.value}"
+    if leaf.op == "eq" and leaf.fact.endswith(("_status", "_phase")):
+        return fact_words(leaf.fact, leaf.value)
     if leaf.op == "eq":
         return f"{human(leaf.fact)} is {leaf.value}"
     names = thresholds_in(leaf, ruleset)
@@ -127,7 +172,7 @@ def unmet_words(node: C.Node, facts: dict[str, Any], derived: Any,
             out.append(f"{words} (not recorded)")
         elif leaf is not None and leaf.op != "derived" and leaf.fact in facts and \
                 not (leaf.op == "eq" and facts[leaf.fact] in ("yes", "no")):
-            out.append(f"{words} (this patient: {human(str(facts[leaf.fact]))})")
+            out.append(f"{words} (this patient: {value_words(leaf.fact, facts[leaf.fact])})")
         else:
             out.append(f"{words} (not the case)")
     return out

@@ -217,3 +217,31 @@ def test_several_preconditions_are_each_their_own_sentence(record) -> None:
         return
     assert not re.search(r"\. [a-z]", summary.split("): ", 1)[-1]), summary
 
+
+# ------------------------------------------------------------------ F13
+def text_view(record: dict[str, Any]) -> str:
+    import yaml
+    from cledecide import evaluate_patient, to_text
+    from cledecide.engine.load import parse
+    from cledecide.engine.validate import validate_patient
+    doc = parse(yaml.safe_dump(record, sort_keys=False).encode(), "test.yaml")
+    return to_text(evaluate_patient(validate_patient(doc), RULESET, doc.sha256))
+
+
+RAW = re.compile(r"\b[a-z]+_(status|phase)\b|\b[a-z_]+=\S|\bfailed on\b| is never \(|"
+                 r"this patient: (current|never|partial)\)")
+
+
+@given(risky_patients())
+def test_the_reasons_a_prescriber_reads_are_words_not_rule_conditions(record) -> None:
+    """p01/p09: 'Hydroxychloroquine failed on: hydroxychloroquine_phase=partial' and
+    'hydroxychloroquine status is never (this patient: current)': the text view names
+    facts in words (the JSON trace keeps the raw names), and a partial response is
+    never called a failure."""
+    text = text_view(record)
+    assert not RAW.search(text), RAW.search(text)
+    partial = any(c.get("response") == "partial" and "stop" not in c
+                  for c in record["treatments"])
+    if partial:
+        assert not re.search(r"(?i)\b(hydroxychloroquine|quinacrine|chloroquine) failed\b",
+                             text), text

@@ -181,7 +181,7 @@ def test_plandefinition_validates_with_one_action_per_recommend_rule() -> None:
     assert "reviewer" not in plan and "approvalDate" not in plan
     (a,) = [a for a in plan["action"] if a["id"] == RULE]
     assert a["condition"][0]["kind"] == "applicability"
-    assert "hydroxychloroquine failed" in a["condition"][0]["expression"]["description"]
+    assert "hydroxychloroquine insufficient" in a["condition"][0]["expression"]["description"]
     assert {d["label"] for d in a["documentation"]} == {"kuhn-2017", "worm-2021"}
     for bad in (dict(plan, status="signed"), dict(plan, approvalDate="29/11/2026"),
                 dict(plan, approver="Dr X")):
