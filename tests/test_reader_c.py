@@ -245,3 +245,23 @@ def test_the_reasons_a_prescriber_reads_are_words_not_rule_conditions(record) ->
     if partial:
         assert not re.search(r"(?i)\b(hydroxychloroquine|quinacrine|chloroquine) failed\b",
                              text), text
+
+
+# ------------------------------------------------------------------ F11
+@given(risky_patients(), st.sampled_from([60, 74, 75, 79, 80, 88]))
+def test_age_at_the_named_threshold_counts_as_a_thrombosis_risk_factor(record, age) -> None:
+    """p04/p20: 'age' was named as a factor to record but never counted from the age
+    on record; it counts at the rule set's named threshold (vte_risk_age_years)."""
+    record["demographics"]["age"] = age
+    if record["demographics"]["sex"] == "female":
+        rep = record["reproductive"]
+        record["reproductive"] = {"childbearing_potential": False, "pregnant": False,
+                                  "breastfeeding": False, "contraception": "none",
+                                  "oestrogen_contraception": rep.get("oestrogen_contraception",
+                                                                     False)}
+    result = run(record, RULESET)
+    vte = [w["message"] for w in result["warnings"]
+           if w["rule"] in ("safety.vte-risk", "safety.vte-assessment")]
+    counted = any(f"age {age}" in m for m in vte)
+    if vte:
+        assert counted == (age >= RULESET.thresholds["vte_risk_age_years"]), vte
