@@ -425,11 +425,14 @@ def _requirement_steps(ruleset: RuleSet, ev: Evaluation, candidates: list[Candid
         # What the drug's own rules would do once the requirement is met (a hold only).
         wanted = [c for c in candidates if c.drug == drug and c.action not in STOPPING
                   and not _keeps_whole_plan(c)]
+        # A hold lasts until the requirement is met (a lasting contraindication is a
+        # stop): the drug goes on then, and so does its monitoring, unless its 'Then'
+        # is another step.
         resumes: tuple[str, ...] = ()
+        if e.if_taken == "hold" and (not wanted or wanted[0].action in RESUMING):
+            resumes = (drug,)
         if wanted and e.if_taken == "hold":
             summary += f" Then: {wanted[0].summary[:1].lower()}{wanted[0].summary[1:]}."
-            if wanted[0].action in RESUMING:
-                resumes = (drug,)
         out.append(Candidate(action, drug, ruleset.drugs[drug].stage,
                              min(e.priority, REQUIREMENT_PRIORITY), rule, None, summary,
                              stops, requirement=True, resumes=resumes))

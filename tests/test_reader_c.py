@@ -17,12 +17,15 @@ from test_combined_risks import (RULESET, course, current_drugs, risky_patients,
 
 
 def taken_away(result: dict[str, Any]) -> set[str]:
-    """What the step stops for good: a hold whose 'Then' continues a drug keeps it."""
+    """What the step stops for good: a hold until a requirement is met keeps the drug
+    it holds, unless its 'Then' is another step."""
     rec = result["recommendation"]
     then = rec["summary"].split(" Then: ", 1)[1] if " Then: " in rec["summary"] else ""
+    held = "until the requirement is met" in rec["summary"]
     return {d for d in step_stops(result)
-            if not (then.startswith(("continue", "increase", "reintroduce"))
-                    and RULESET.drugs[d].label.lower() in then.lower())}
+            if not (held and d == rec["drug"] and (not then or (
+                then.startswith(("continue", "increase", "reintroduce"))
+                and RULESET.drugs[d].label.lower() in then.lower())))}
 
 
 # ------------------------------------------------------------------ F8 (a)
