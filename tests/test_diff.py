@@ -122,8 +122,9 @@ def test_a_monitoring_schedule_change_is_listed(rules: Path) -> None:
     assert listing[1:] == [
         f"  {example}",
         "    monitoring cbc [monitoring.methotrexate.labs]: at baseline, then every 2-4 weeks "
-        "at the start (after the start on 2026-10-15) -> at baseline, then every 2 weeks at "
-        "the start (after the start on 2026-10-15)"]
+        "at the start (after the start on 2026-10-15), then every 8-12 weeks (verify) -> at "
+        "baseline, then every 2 weeks at the start (after the start on 2026-10-15), then "
+        "every 8-12 weeks (verify)"]
     assert "cohort: 1 of 1 patients get different advice (step 0, dose 0 (the regimen 0), " \
         "critical warnings 0, monitoring 1)" in r.output
 
