@@ -62,6 +62,7 @@ class Candidate:
     engine_rule: str | None = None    # the engine invariant that made this step
     note: str = ""                    # its rationale, for engine steps
     requirement: bool = False         # a current drug's unmet requirement (never excluded)
+    also_rules: tuple[str, ...] = ()  # rules whose orders the step's text also carries
     resumes: tuple[str, ...] = ()     # held drugs its 'Then' continues (they keep monitoring)
 
     @property
@@ -468,7 +469,7 @@ def _not_restarted(ruleset: RuleSet, rec: Candidate, excluded: list[Excluded]) -
     """A step that holds or stops a drug says so when a safety rule rules the drug out
     for good for this patient (a contraindication, not a fixable requirement): a
     temporary hold must not read as 'restart later'."""
-    notes = []
+    notes, rules = [], []
     for drug in sorted(stopped_by(rec.action, rec.drug, rec.stops)):
         lasting = [e for e in excluded if e.drug == drug and e.if_taken == "stop"
                    and not e.liftable and e.rule != rec.rule_id and e.rule in ruleset.by_id]
@@ -478,11 +479,13 @@ def _not_restarted(ruleset: RuleSet, rec: Candidate, excluded: list[Excluded]) -
         title = ruleset.by_id[e.rule].spec.title
         facts = f" (this patient: {e.facts})" if e.facts else ""
         also = f" {e.also}" if e.also else ""
+        rules.append(e.rule)
         notes.append(f"{_cap(_label(ruleset, drug))} is not restarted: "
                      f"{title[:1].lower()}{title[1:]}{facts}.{also}")
     if not notes:
         return rec
-    return replace(rec, summary=rec.summary.rstrip(".") + ". " + " ".join(notes))
+    return replace(rec, summary=rec.summary.rstrip(".") + ". " + " ".join(notes),
+                   also_rules=rec.also_rules + tuple(rules))
 
 
 def _ruled_out_above(ruleset: RuleSet, rec: Candidate,
@@ -689,7 +692,8 @@ def _monitoring(ruleset: RuleSet, ev: Evaluation, rec: Candidate | None,
             if fired.rule.spec.then.recommend and fired.rule.id != rec_rule:
                 continue  # the plan of a step that was not chosen
             current = ev.facts.get(f"{spec.drug}_status") == "current"
-            keep = (spec.drug is None
+            ordered = rec is not None and fired.rule.id in rec.also_rules  # said in the step
+            keep = (spec.drug is None or ordered
                     or (fired.rule.id == rec_rule and (current or spec.drug == rec_drug))
                     or (rec is not None and spec.drug == rec_drug and rec.action != "stop")
                     or (current and spec.drug not in stopping))
