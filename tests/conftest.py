@@ -6,10 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import shutil
+
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from cledecide import evaluate_patient, load_ruleset, to_json
+from cledecide.cli.main import app
 from cledecide.engine.load import parse
 from cledecide.engine.validate import validate_patient
 
@@ -129,3 +133,27 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
             f"NOTE: {len(skipped)} browser tests of the rulebook were SKIPPED: "
             f"{str(reason).removeprefix('Skipped: ').removeprefix('browser tests skipped: ')}",
             yellow=True, bold=True)
+
+
+# ------------------------------------------------ the reviewer's tools on a rules copy
+_runner = CliRunner()
+
+
+def cli(*args: object):
+    """Run the `cledecide` CLI in process (arguments may be paths)."""
+    return _runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def rules(tmp_path) -> Path:
+    """A private copy of the shipped rules to edit or break."""
+    folder = tmp_path / "rules"
+    shutil.copytree(RULES, folder)
+    return folder
+
+
+def edit(path: Path, old: str, new: str, count: int = 1) -> None:
+    """Replace text in a rules file; the text must be there (a stale edit fails loudly)."""
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, count))

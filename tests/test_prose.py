@@ -4,37 +4,13 @@ field; a number that repeats a threshold is a warning."""
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
-import pytest
-from typer.testing import CliRunner
 
-from cledecide.cli.main import app
 from cledecide.engine import prose
 from cledecide.engine.ruleset import check_folder
 
-from conftest import ROOT, RULES
-
-runner = CliRunner()
-
-
-def cli(*args: object):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-@pytest.fixture
-def rules(tmp_path) -> Path:
-    copy = tmp_path / "rules"
-    shutil.copytree(RULES, copy)
-    return copy
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, old
-    path.write_text(text.replace(old, new, 1))
-
+from conftest import ROOT, RULES, cli, edit
 
 def texts(folder: Path) -> list[str]:
     """Every prose string of the checked rule set: rules (generated too) and drugs."""

@@ -2,36 +2,13 @@
 deliberately broken copies."""
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from cledecide.cli.main import app
 
-from conftest import EXAMPLES, ROOT, RULES
+from conftest import EXAMPLES, ROOT, RULES, cli, edit
 
-runner = CliRunner()
 SCENARIOS = ROOT / "scenarios"
-
-
-def cli(*args: str):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-@pytest.fixture
-def rules(tmp_path) -> Path:
-    """A private copy of the shipped rules to break."""
-    copy = tmp_path / "rules"
-    shutil.copytree(RULES, copy)
-    return copy
-
-
-def edit(path: Path, old: str, new: str, count: int = 1) -> None:
-    text = path.read_text()
-    assert old in text, old
-    path.write_text(text.replace(old, new, count))
 
 
 def test_shipped_rules_have_no_errors() -> None:

@@ -4,31 +4,12 @@ shows doses; priorities read relative to each other."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
-import pytest
-from typer.testing import CliRunner
 
 from cledecide import default_rules_dir, evaluate_file, load_ruleset, to_json, to_text
-from cledecide.cli.main import app
 
-from conftest import EXAMPLES, RULES
-
-runner = CliRunner()
-
-
-def cli(*args: object):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-@pytest.fixture
-def rules(tmp_path) -> Path:
-    """A private copy of the shipped rules to edit."""
-    copy = tmp_path / "rules"
-    shutil.copytree(RULES, copy)
-    return copy
-
+from conftest import EXAMPLES, RULES, cli
 
 # ------------------------------------------------------------ edits take effect
 

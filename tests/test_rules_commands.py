@@ -4,35 +4,11 @@ outranks, one way to name the folder, the version-bump warning, graph filters.""
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
-import pytest
-from typer.testing import CliRunner
-
-from cledecide.cli.main import app
-
-from conftest import ROOT, RULES
-
-runner = CliRunner()
 
 
-def cli(*args: object):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-@pytest.fixture
-def rules(tmp_path) -> Path:
-    copy = tmp_path / "rules"
-    shutil.copytree(RULES, copy)
-    return copy
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, old
-    path.write_text(text.replace(old, new, 1))
-
+from conftest import ROOT, RULES, cli, edit
 
 def retire(rules: Path, rule_id: str) -> None:
     edit(rules / "antimalarial.yaml", f"  - id: {rule_id}\n",
