@@ -1126,6 +1126,21 @@ def _all_monitoring(ruleset: RuleSet, ev: Evaluation, rec: Candidate,
     return monitoring
 
 
+def _requests(ev: Evaluation, blocked: set[str]) -> dict[str, str]:
+    """The data the fired rules ask for, but not data only a drug ruled out anyway would
+    need (an unknown pregnancy status is always asked: principle 1)."""
+    requests: dict[str, str] = {}
+    for fired in ev.fired:
+        then = fired.rule.spec.then
+        drugs = set(then.exclude or ())
+        moot = bool(drugs) and drugs <= blocked and not any(
+            ev.facts.get(f"{d}_status") == "current" for d in drugs)
+        for req in then.request or []:
+            if not (moot and req.field != "reproductive.pregnant"):
+                requests.setdefault(req.field, req.why.strip())
+    return requests
+
+
 def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
     """Pick one next step; keep the rest as alternatives, with reasons for all."""
     ctx = context(ruleset, ev)
@@ -1140,18 +1155,8 @@ def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
     excluded = [e for e in every_exclusion
                 if not (e.drug in current and e.if_taken in ("start_only", "continue"))]
     split = _partition(ruleset, ev, candidates, excluded)
-    requests: dict[str, str] = {}
-    ruled_out = _blocked(excluded)
-    for fired in ev.fired:
-        then = fired.rule.spec.then
-        drugs = set(then.exclude or ())
-        moot = bool(drugs) and drugs <= ruled_out and not any(
-            ev.facts.get(f"{d}_status") == "current" for d in drugs)
-        for req in then.request or []:
-            if moot and req.field != "reproductive.pregnant":
-                continue  # data only for drugs ruled out anyway (an unknown pregnancy
-                # status is always asked: principle 1)
-            requests.setdefault(req.field, req.why.strip())
+    blocked = _blocked(excluded)
+    requests = _requests(ev, blocked)
     choice = _choose(ruleset, ev, split, excluded, requests, ctx)
     rec, rationale = choice.rec, choice.rationale
     if rec.engine_rule == UNJUDGED_RULE:
@@ -1161,13 +1166,12 @@ def decide(ruleset: RuleSet, ev: Evaluation) -> Decision:
         unique_alts = [a for a in unique_alts if a.action != "continue"]
     rec = _not_restarted(ruleset, rec, every_exclusion)
     warnings = _warnings(ruleset, ev, ctx, rec, requirements, every_exclusion, also_stop,
-                         _blocked(excluded) | _stopping(rec))
+                         blocked | _stopping(rec))
     warnings += _ruled_out_above(ruleset, rec, split)
     warnings.sort(key=lambda w: (SEVERITY_RANK[w[0]], w[2]))
     _basis_requests(ruleset, ev, [rec] + unique_alts, requests)
     ex_sorted = sorted({(e.drug, e.rule): e for e in excluded}.values(),
                        key=lambda e: (e.drug, e.rule))
-    blocked = _blocked(excluded)
     monitoring = _all_monitoring(ruleset, ev, rec, ctx, blocked)
     why_not = _why_not(ruleset, ev, rec, candidates, ex_sorted, split.combos, split.waiting)
     if rec.rule is None and rec.engine_rule is None and rec.action == "refer":
